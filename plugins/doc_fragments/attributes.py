@@ -1,0 +1,46 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvm.hotplug contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+
+    # Modules that change things: full check mode and diff mode.
+    DOCUMENTATION = r'''
+options: {}
+attributes:
+  check_mode:
+    description: Can run in C(check_mode) and return changed status prediction without modifying target.
+    support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
+    support: full
+'''
+
+    # Read-only *_info modules.
+    INFO_MODULE = r'''
+options: {}
+attributes:
+  check_mode:
+    description: Can run in C(check_mode) and return changed status prediction without modifying target.
+    support: full
+    details: This module never changes anything.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
+    support: N/A
+    details: This module never changes anything.
+'''
+
+    # Modules listed in the kvm.hotplug.libvirt action group of meta/runtime.yml.
+    ACTIONGROUP_LIBVIRT = r'''
+options: {}
+attributes:
+  action_group:
+    description: Use C(group/kvm.hotplug.libvirt) in C(module_defaults) to set defaults for this module.
+    support: full
+    membership:
+      - kvm.hotplug.libvirt
+'''

@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvm.hotplug contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The guest's own view through the QEMU guest agent: which vCPUs it has online, its memory blocks.
+
+vCPUs go through libvirt's own API (virDomainGetGuestVcpus).  Memory blocks
+have no libvirt API, so they use a raw agent command, which libvirt records as
+a "custom-ga-command" taint on the domain.
+
+Private to the kvm.hotplug collection; not a public API.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist, parse_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import error_text, libvirt
+
+try:
+    import libvirt_qemu
+except ImportError:
+    libvirt_qemu = None
+
+AGENT_TIMEOUT_SECONDS = 5
+
+
+def unavailable(reason):
+    return dict(available=False, reason=reason)
+
+
+def agent_usable(model):
+    """None when the agent can be asked, else the reason it cannot (from the live XML)."""
+    if model is None:
+        return 'the domain is not running'
+    if not model.has_guest_agent_channel:
+        return 'the domain has no guest agent channel (org.qemu.guest_agent.0)'
+    if model.guest_agent_connected is False:
+        return 'the guest agent is not connected (not running in the guest yet?)'
+    return None
+
+
+def guest_vcpus(dom, model):
+    """The guest's view of its CPUs, or available=False with the reason.
+
+    Guest CPU numbers are the guest kernel's logical CPU numbers, which need not
+    equal libvirt's vCPU ids after hotplug; compare counts, not ids.
+    """
+    reason = agent_usable(model)
+    if reason:
+        return unavailable(reason)
+    try:
+        info = dom.guestVcpus()
+    except libvirt.libvirtError as exc:
+        return unavailable('guest agent did not answer: %s' % error_text(exc))
+    present = parse_cpulist(info.get('vcpus', ''))
+    online = parse_cpulist(info.get('online', ''))
+    offlinable = parse_cpulist(info.get('offlinable', ''))
+    return dict(available=True, present=list(present), online=list(online), offlinable=list(offlinable),
+                online_count=len(online), online_cpulist=format_cpulist(online))
+
+
+def set_guest_vcpus(dom, cpu_ids, online):
+    """Online or offline guest CPUs through the agent (virDomainSetGuestVcpus)."""
+    dom.setGuestVcpus(format_cpulist(cpu_ids), 1 if online else 0, 0)
+
+
+def agent_command(dom, command, arguments=None, timeout=AGENT_TIMEOUT_SECONDS):
+    """Run a raw guest agent command and return its "return" value."""
+    if libvirt_qemu is None:
+        raise RuntimeError('libvirt_qemu is not importable')
+    request = dict(execute=command)
+    if arguments:
+        request['arguments'] = arguments
+    reply = json.loads(libvirt_qemu.qemuAgentCommand(dom, json.dumps(request), timeout, 0))
+    return reply.get('return')
+
+
+def guest_memory(dom, model):
+    """The guest's memory blocks: online/offline counts, block size and online total in MiB."""
+    reason = agent_usable(model)
+    if reason:
+        return unavailable(reason)
+    try:
+        blocks = agent_command(dom, 'guest-get-memory-blocks') or []
+        block_info = agent_command(dom, 'guest-get-memory-block-info') or {}
+    except (libvirt.libvirtError, RuntimeError, ValueError) as exc:
+        text = error_text(exc) if isinstance(exc, libvirt.libvirtError) else str(exc)
+        return unavailable('guest agent did not answer: %s' % text)
+    block_bytes = int(block_info.get('size', 0))
+    online = sorted(b['phys-index'] for b in blocks if b.get('online'))
+    offline = sorted(b['phys-index'] for b in blocks if not b.get('online'))
+    return dict(
+        available=True,
+        block_size_mib=block_bytes // (1024 * 1024) if block_bytes else None,
+        blocks_online=len(online),
+        blocks_offline=len(offline),
+        online_mib=len(online) * block_bytes // (1024 * 1024) if block_bytes else None,
+        offline_block_ids=offline,
+    )

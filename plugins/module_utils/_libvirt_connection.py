@@ -1,0 +1,167 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvm.hotplug contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Opening libvirt connections, looking up domains, and turning libvirt errors into one-line messages.
+
+Every module of the collection goes through this file to talk to libvirt, so
+that a wrong URI, a missing domain or a missing Python binding reads the same
+everywhere.  Private to the kvm.hotplug collection; not a public API.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+
+try:
+    import libvirt
+except ImportError:
+    libvirt = None
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+else:
+    LIBVIRT_IMPORT_ERROR = None
+    # libvirt's default error handler prints every error to stderr as well as
+    # raising it; the module reports errors itself, once, in fail_json.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+DEFAULT_URI = 'qemu:///system'
+
+URI_ARGUMENT_SPEC = dict(
+    uri=dict(type='str'),
+)
+
+
+class HotplugError(Exception):
+    """A failure with a one-line message for fail_json, plus result keys to return with it.
+
+    `details` go into the failed result (for example the state that was
+    re-read after a failed change), so a user sees what really happened.
+    """
+
+    def __init__(self, msg, exception=None, **details):
+        super(HotplugError, self).__init__(msg)
+        self.msg = msg
+        self.exception = exception
+        self.details = details
+
+
+def require_libvirt(module):
+    """Fail cleanly when the libvirt Python binding is not importable on the managed host."""
+    if libvirt is None:
+        module.fail_json(msg=missing_required_lib('libvirt-python'), exception=LIBVIRT_IMPORT_ERROR)
+
+
+def resolve_uri(uri):
+    """The URI to use: the option, else LIBVIRT_DEFAULT_URI, else qemu:///system."""
+    return uri or os.environ.get('LIBVIRT_DEFAULT_URI') or DEFAULT_URI
+
+
+def error_code(exc):
+    """libvirt's numeric error code of a libvirtError, or None."""
+    try:
+        return exc.get_error_code()
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+def error_text(exc):
+    """libvirt's own message of a libvirtError without the Python repr noise."""
+    try:
+        message = exc.get_error_message()
+    except Exception:  # pylint: disable=broad-except
+        message = None
+    return (message or str(exc)).strip()
+
+
+def is_error(exc, *names):
+    """True when exc is a libvirtError whose code is one of the VIR_ERR_* names given."""
+    code = error_code(exc)
+    return code is not None and any(getattr(libvirt, name, object()) == code for name in names)
+
+
+def open_connection(uri):
+    """Open a read-write libvirt connection or raise HotplugError naming the URI."""
+    resolved = resolve_uri(uri)
+    try:
+        conn = libvirt.open(resolved)
+    except libvirt.libvirtError as exc:
+        raise HotplugError('cannot connect to libvirt at %s: %s' % (resolved, error_text(exc)),
+                           exception=traceback.format_exc(), uri=resolved)
+    if conn is None:  # very old bindings returned None instead of raising
+        raise HotplugError('cannot connect to libvirt at %s' % resolved, uri=resolved)
+    return conn
+
+
+def lookup_domain(conn, name):
+    """The virDomain called name, or HotplugError saying it does not exist on this URI."""
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        if is_error(exc, 'VIR_ERR_NO_DOMAIN'):
+            raise HotplugError('domain %r not found on %s' % (name, conn_uri(conn)), domain=name)
+        raise HotplugError('cannot look up domain %r on %s: %s' % (name, conn_uri(conn), error_text(exc)),
+                           exception=traceback.format_exc(), domain=name)
+
+
+def conn_uri(conn):
+    """The URI a connection really talks to (after defaults were applied)."""
+    try:
+        return conn.getURI()
+    except Exception:  # pylint: disable=broad-except
+        return '?'
+
+
+class LibvirtSession(object):
+    """Context manager: an open connection that is closed however the block ends."""
+
+    def __init__(self, uri):
+        self.uri = resolve_uri(uri)
+        self.conn = None
+
+    def __enter__(self):
+        self.conn = open_connection(self.uri)
+        return self.conn
+
+    def __exit__(self, *exc_info):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+        return False
+
+
+def call(action, func, *args, **kwargs):
+    """Run one libvirt call; a libvirtError becomes HotplugError("<action>: <libvirt's message>").
+
+    action says what was being done and to which domain, e.g.
+    "setting 4 live vCPUs on lab-vcpu", so the message needs no traceback.
+    """
+    try:
+        return func(*args, **kwargs)
+    except libvirt.libvirtError as exc:
+        raise HotplugError('%s: %s' % (action, error_text(exc)), exception=traceback.format_exc(),
+                           libvirt_error_code=error_code(exc))
+
+
+def run_module(module, body, needs_libvirt=True):
+    """Run body(module), turning HotplugError into fail_json with its details.
+
+    Modules keep main() to argument handling and call this with the function
+    that does the work and returns the result dict.  needs_libvirt=False is
+    for modules that only read sysfs and must work without the binding.
+    """
+    if needs_libvirt:
+        require_libvirt(module)
+    try:
+        result = body(module)
+    except HotplugError as exc:
+        extra = dict(exc.details)
+        extra.setdefault('changed', False)
+        if exc.exception:
+            extra['exception'] = exc.exception
+        module.fail_json(msg=exc.msg, **extra)
+    module.exit_json(**result)

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Run the collection's test suites the way CI does, and print how many of each ran.
+
+    suite.py sanity | units | integration [TARGET...] | all | demo
+
+ansible-test needs the collection under ansible_collections/kvm/hotplug, so
+each run copies the working tree (files git knows or would add) to
+.tmp/collections/ansible_collections/kvm/hotplug first.  Nothing here needs
+docker or network access beyond the package index: ansible-test's pip
+bootstrap download is replaced by a local stand-in (see ensure_pip_standin).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TMP = os.path.join(REPO, '.tmp')
+COLLECTION_ROOT = os.path.join(TMP, 'collections')
+COLLECTION = os.path.join(COLLECTION_ROOT, 'ansible_collections', 'kvm', 'hotplug')
+PYTHON_VERSION = '%d.%d' % sys.version_info[:2]
+# Tooling that is not part of the collection (galaxy.yml build_ignore) stays out of the test tree.
+NOT_SHIPPED = ('tests/lab/', 'tests/harness/', 'bench/', '.ci/', 'Makefile', 'execution-environment/context/')
+
+# The lab lives in the repository, not in the copied tree; integration targets reach it through these vars.
+LAB_VARS = {
+    'kvmhp_python': sys.executable,
+    'kvmhp_labctl': os.path.join(REPO, 'tests', 'lab', 'labctl'),
+    'kvmhp_lab_state_dir': '/var/lib/kvm-hotplug-lab',
+    'kvmhp_repo': REPO,
+}
+
+
+def log(message):
+    print('[suite] %s' % message, flush=True)
+
+
+def tracked_files():
+    out = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard', '-z'], cwd=REPO, check=True,
+                         stdout=subprocess.PIPE).stdout.decode()
+    return [f for f in out.split('\0') if f and not f.startswith(NOT_SHIPPED) and os.path.isfile(os.path.join(REPO, f))]
+
+
+def prepare_tree():
+    """Copy the collection into .tmp/collections/ansible_collections/kvm/hotplug (fresh each run)."""
+    if os.path.isdir(COLLECTION):
+        shutil.rmtree(COLLECTION)
+    for rel in tracked_files():
+        dest = os.path.join(COLLECTION, rel)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copy2(os.path.join(REPO, rel), dest)
+    config = os.path.join(COLLECTION, 'tests', 'integration', 'integration_config.yml')
+    os.makedirs(os.path.dirname(config), exist_ok=True)
+    with open(config, 'w') as handle:
+        for key, value in LAB_VARS.items():
+            handle.write('%s: %s\n' % (key, value))
+    return COLLECTION
+
+
+def ensure_pip_standin():
+    """ansible-test bootstraps pip with a script downloaded from a host we cannot reach.
+
+    It first looks for a cached copy; this stand-in installs pip with ensurepip
+    and then runs pip with the same arguments, minus get-pip's own flags.
+    """
+    import ansible_test
+    source = os.path.join(os.path.dirname(ansible_test.__file__), '_internal', 'python_requirements.py')
+    match = re.search(r"pip='([0-9.]+)'", open(source).read())
+    if not match:
+        return
+    cache = os.path.expanduser('~/.ansible/test/cache/get_pip_%s.py' % match.group(1).replace('.', '_'))
+    os.makedirs(os.path.dirname(cache), exist_ok=True)
+    with open(cache, 'w') as handle:
+        handle.write(
+            'import subprocess, sys\n'
+            'args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]\n'
+            'subprocess.run([sys.executable, "-m", "ensurepip", "--default-pip"], check=False,\n'
+            '               stdout=subprocess.DEVNULL)\n'
+            'sys.exit(subprocess.run([sys.executable, "-m", "pip", "install"] + args).returncode)\n')
+
+
+def ansible_test(args, cwd):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTION_ROOT, PYTHONUNBUFFERED='1')
+    env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env.get('PATH', '')
+    command = [os.path.join(os.path.dirname(sys.executable), 'ansible-test')] + args
+    log('$ ' + ' '.join(command))
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    for raw in proc.stdout:
+        line = raw.decode(errors='replace')
+        lines.append(line)
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    return proc.wait(), ''.join(lines)
+
+
+def run_sanity():
+    tree = prepare_tree()
+    ensure_pip_standin()
+    code, output = ansible_test(['sanity', '--local', '--python', PYTHON_VERSION, '--requirements', '--color', 'no'], tree)
+    ran = re.findall(r"^Running sanity test '([^']+)'", output, re.M)
+    match = re.search(r'The (\d+) sanity test\(s\) listed below \(out of \d+\) failed', output)
+    failed_count = int(match.group(1)) if match else (1 if code != 0 else 0)
+    return dict(name='sanity', unit='sanity tests', ran=len(ran), passed=len(ran) - failed_count,
+                failed=failed_count, code=code)
+
+
+def run_units():
+    tree = prepare_tree()
+    ensure_pip_standin()
+    junit_dir = os.path.join(tree, 'tests', 'output', 'junit')
+    code, _output = ansible_test(['units', '--local', '--python', PYTHON_VERSION, '--requirements', '--color', 'no'], tree)
+    passed = failed = skipped = 0
+    if os.path.isdir(junit_dir):
+        for name in os.listdir(junit_dir):
+            if not name.endswith('.xml'):
+                continue
+            root = ET.parse(os.path.join(junit_dir, name)).getroot()
+            suites = [root] if root.tag == 'testsuite' else root.findall('testsuite')
+            for suite in suites:
+                total = int(suite.get('tests', 0))
+                bad = int(suite.get('failures', 0)) + int(suite.get('errors', 0))
+                skip = int(suite.get('skipped', 0))
+                passed += total - bad - skip
+                failed += bad
+                skipped += skip
+    if code != 0 and failed == 0:
+        failed = 1
+    return dict(name='units', unit='unit tests', ran=passed + failed, passed=passed, failed=failed,
+                skipped=skipped, code=code)
+
+
+def integration_targets():
+    base = os.path.join(REPO, 'tests', 'integration', 'targets')
+    if not os.path.isdir(base):
+        return []
+    return sorted(t for t in os.listdir(base)
+                  if os.path.isdir(os.path.join(base, t)) and _enabled(os.path.join(base, t)))
+
+
+def _enabled(path):
+    aliases = os.path.join(path, 'aliases')
+    if not os.path.isfile(aliases):
+        return True
+    words = open(aliases).read().split()
+    return 'disabled' not in words and 'hidden' not in words
+
+
+def run_integration(targets):
+    tree = prepare_tree()
+    targets = targets or integration_targets()
+    results = []
+    for target in targets:
+        started = time.time()
+        code, _output = ansible_test(['integration', '--local', '--python', PYTHON_VERSION, '--color', 'no',
+                                      '--allow-destructive', '--allow-root', '-v', target], tree)
+        results.append((target, code, time.time() - started))
+    log('integration targets:')
+    for target, code, seconds in results:
+        log('  %-28s %s  (%.0f s)' % (target, 'passed' if code == 0 else 'FAILED', seconds))
+    failed = sum(1 for _t, code, _s in results if code != 0)
+    return dict(name='integration', unit='integration targets', ran=len(results), passed=len(results) - failed,
+                failed=failed, code=1 if failed else 0)
+
+
+def run_demo():
+    """The README's `make demo`: the demo playbook against the local lab."""
+    link_root = os.path.join(TMP, 'demo-collections', 'ansible_collections', 'kvm')
+    os.makedirs(link_root, exist_ok=True)
+    link = os.path.join(link_root, 'hotplug')
+    if not os.path.islink(link):
+        if os.path.exists(link):
+            shutil.rmtree(link)
+        os.symlink(REPO, link)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(TMP, 'demo-collections'),
+               ANSIBLE_STDOUT_CALLBACK='default', ANSIBLE_NOCOLOR='1', ANSIBLE_RETRY_FILES_ENABLED='0')
+    command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+               '-e', 'ansible_python_interpreter=%s' % sys.executable,
+               '-e', 'lab_serial_log_dir=%s' % LAB_VARS['kvmhp_lab_state_dir'],
+               os.path.join(REPO, 'playbooks', 'demo.yml')]
+    log('$ ' + ' '.join(command))
+    return subprocess.call(command, env=env)
+
+
+def summarize(results):
+    print('', flush=True)
+    print('=' * 64)
+    print('kvm.hotplug test summary')
+    for res in results:
+        extra = ', %d skipped' % res['skipped'] if res.get('skipped') else ''
+        print('  %-12s %4d %-20s %4d passed, %d failed%s' % (res['name'], res['ran'], res['unit'], res['passed'],
+                                                            res['failed'], extra))
+    passed = sum(r['passed'] for r in results)
+    failed = sum(r['failed'] for r in results)
+    print('=' * 64)
+    print('total: %d passed, %d failed' % (passed, failed), flush=True)
+    return 0 if failed == 0 and all(r['code'] == 0 for r in results) else 1
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('part', choices=['sanity', 'units', 'integration', 'all', 'demo'])
+    parser.add_argument('targets', nargs='*', help='integration targets (default: all)')
+    args = parser.parse_args()
+    if args.part == 'demo':
+        return run_demo()
+    results = []
+    if args.part in ('sanity', 'all'):
+        results.append(run_sanity())
+    if args.part in ('units', 'all'):
+        results.append(run_units())
+    if args.part in ('integration', 'all'):
+        results.append(run_integration(args.targets))
+    return summarize(results)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

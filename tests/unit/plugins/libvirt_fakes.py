@@ -1,0 +1,111 @@
+"""Fake libvirt objects for unit tests of logic and of failure paths the lab cannot produce.
+
+The real behaviour is proven by the integration tests against the lab; these
+fakes only stand in for libvirt so that module logic can run without it.
+"""
+from __future__ import annotations
+
+import json
+
+import libvirt
+
+
+class FakeLibvirtError(libvirt.libvirtError):
+    """A libvirtError with a chosen code and message (the real one reads libvirt's last error)."""
+
+    def __init__(self, message, code=libvirt.VIR_ERR_INTERNAL_ERROR):
+        Exception.__init__(self, message)
+        self.err = None
+        self._message = message
+        self._code = code
+
+    def get_error_code(self):
+        return self._code
+
+    def get_error_message(self):
+        return self._message
+
+
+class FakeDomain(object):
+    def __init__(self, name, live_xml=None, config_xml=None, state=libvirt.VIR_DOMAIN_RUNNING,
+                 persistent=True, job=None, guest_vcpus=None, qmp_replies=None, agent_replies=None):
+        self._name = name
+        self.live_xml = live_xml
+        self.config_xml = config_xml if config_xml is not None else live_xml
+        self._state = state
+        self._persistent = persistent
+        self.job = job or {'type': libvirt.VIR_DOMAIN_JOB_NONE}
+        self.guest_vcpus_reply = guest_vcpus
+        self.qmp_replies = qmp_replies or {}
+        self.agent_replies = agent_replies or {}
+        self.calls = []
+
+    def name(self):
+        return self._name
+
+    def UUIDString(self):
+        return '00000000-0000-0000-0000-%012d' % (abs(hash(self._name)) % 10 ** 12)
+
+    def ID(self):
+        return 7 if self._state == libvirt.VIR_DOMAIN_RUNNING else -1
+
+    def state(self):
+        return [self._state, 1]
+
+    def isPersistent(self):
+        return 1 if self._persistent else 0
+
+    def autostart(self):
+        return 0
+
+    def XMLDesc(self, flags=0):
+        if flags & libvirt.VIR_DOMAIN_XML_INACTIVE:
+            return self.config_xml
+        return self.live_xml
+
+    def jobStats(self, flags=0):
+        if self._state != libvirt.VIR_DOMAIN_RUNNING:
+            raise FakeLibvirtError('Requested operation is not valid: domain is not running',
+                                   libvirt.VIR_ERR_OPERATION_INVALID)
+        return dict(self.job)
+
+    def guestVcpus(self, flags=0):
+        if isinstance(self.guest_vcpus_reply, Exception):
+            raise self.guest_vcpus_reply
+        if self.guest_vcpus_reply is None:
+            raise FakeLibvirtError('Guest agent is not responding', libvirt.VIR_ERR_AGENT_UNRESPONSIVE)
+        return dict(self.guest_vcpus_reply)
+
+    # libvirt_qemu entry points are module functions; tests patch them to call these.
+    def qmp(self, command_json):
+        command = json.loads(command_json)['execute']
+        self.calls.append(('qmp', command))
+        return json.dumps({'return': self.qmp_replies.get(command, [])})
+
+    def agent(self, command_json):
+        command = json.loads(command_json)['execute']
+        self.calls.append(('agent', command))
+        return json.dumps({'return': self.agent_replies.get(command)})
+
+
+class FakeConnection(object):
+    def __init__(self, domains=(), uri='qemu:///system'):
+        self.domains = {d.name(): d for d in domains}
+        self.uri = uri
+        self.closed = False
+
+    def getURI(self):
+        return self.uri
+
+    def lookupByName(self, name):
+        if name not in self.domains:
+            raise FakeLibvirtError("Domain not found: no domain with matching name '%s'" % name,
+                                   libvirt.VIR_ERR_NO_DOMAIN)
+        return self.domains[name]
+
+    def listAllDomains(self, flags=0):
+        return list(self.domains.values())
+
+    def close(self):
+        self.closed = True
+        return 0

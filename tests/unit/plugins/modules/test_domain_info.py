@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import os
+
+import libvirt
+import pytest
+
+from ansible_collections.kvm.hotplug.plugins.module_utils import _guest_agent, _libvirt_connection, _qemu_monitor
+from ansible_collections.kvm.hotplug.plugins.modules import domain_info
+from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import (
+    FakeConnection, FakeDomain, FakeLibvirtError,
+)
+from ansible_collections.kvm.hotplug.tests.unit.plugins.module_runner import run_main
+
+FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'module_utils', 'fixtures')
+
+
+def xml(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+@pytest.fixture
+def connection(mocker):
+    conn = FakeConnection([
+        FakeDomain('lab-numa', xml('numa-live.xml'),
+                   guest_vcpus={'vcpus': '0-2', 'online': '0-2', 'offlinable': '1-2'},
+                   qmp_replies={'query-cpus-fast': [{'cpu-index': i, 'thread-id': 100 + i} for i in (0, 1)],
+                                'query-memory-devices': []},
+                   agent_replies={'guest-get-memory-blocks': [{'phys-index': i, 'online': True} for i in range(5)],
+                                  'guest-get-memory-block-info': {'size': 128 * 1024 * 1024}}),
+        FakeDomain('plain', config_xml=xml('minimal-inactive.xml'), state=libvirt.VIR_DOMAIN_SHUTOFF),
+    ])
+    mocker.patch.object(_libvirt_connection.libvirt, 'open', return_value=conn)
+    return conn
+
+
+def test_all_domains(connection, capsys):
+    result, failed = run_main(domain_info.main, {}, capsys)
+    assert not failed and result['changed'] is False
+    assert [d['name'] for d in result['domains']] == ['lab-numa', 'plain']
+    running, stopped = result['domains']
+    assert running['state'] == 'running' and running['live']['vcpus']['enabled'] == [0, 1, 4]
+    assert running['guest']['vcpus']['online_count'] == 3
+    assert 'qemu' not in running  # raw queries are opt-in
+    assert stopped['state'] == 'shutoff' and stopped['live'] is None
+    assert stopped['config']['vcpus']['current'] == 2
+    assert 'guest' not in stopped
+    assert connection.closed
+
+
+def test_raw_queries_find_stale_libvirt_view(connection, capsys, mocker):
+    dom = connection.domains['lab-numa']
+    mocker.patch.object(_qemu_monitor.libvirt_qemu, 'qemuMonitorCommand', side_effect=lambda d, c, f: d.qmp(c))
+    mocker.patch.object(_guest_agent.libvirt_qemu, 'qemuAgentCommand', side_effect=lambda d, c, t, f: d.agent(c))
+    result, failed = run_main(domain_info.main, {'name': 'lab-numa', 'raw_queries': True}, capsys)
+    assert not failed
+    entry = result['domains'][0]
+    assert entry['qemu']['vcpus_present'] == [0, 1]
+    assert entry['consistency']['vcpus']['stale_in_libvirt'] == [4]
+    assert entry['consistency']['vcpus']['agree'] is False
+    assert entry['guest']['memory']['online_mib'] == 640
+    assert ('qmp', 'query-cpus-fast') in dom.calls
+
+
+def test_agent_not_answering_is_reported_not_fatal(connection, capsys):
+    connection.domains['lab-numa'].guest_vcpus_reply = FakeLibvirtError(
+        'Guest agent is not responding: QEMU guest agent is not connected', libvirt.VIR_ERR_AGENT_UNRESPONSIVE)
+    result, failed = run_main(domain_info.main, {'name': 'lab-numa'}, capsys)
+    assert not failed
+    vcpus = result['domains'][0]['guest']['vcpus']
+    assert vcpus['available'] is False and 'not responding' in vcpus['reason']
+
+
+def test_missing_domain_is_one_line(connection, capsys):
+    result, failed = run_main(domain_info.main, {'name': 'nope'}, capsys)
+    assert failed
+    assert result['msg'] == "domain 'nope' not found on qemu:///system"
+
+
+def test_wrong_uri_is_one_line(mocker, capsys):
+    mocker.patch.object(_libvirt_connection.libvirt, 'open', side_effect=FakeLibvirtError(
+        "internal error: unexpected qemu URI path '/nowhere', try qemu:///system"))
+    result, failed = run_main(domain_info.main, {'uri': 'qemu:///nowhere'}, capsys)
+    assert failed
+    assert result['msg'].startswith('cannot connect to libvirt at qemu:///nowhere: internal error')
+    assert '\n' not in result['msg']
+
+
+def test_uri_defaults_to_environment(mocker, capsys, monkeypatch):
+    monkeypatch.setenv('LIBVIRT_DEFAULT_URI', 'qemu:///session')
+    opener = mocker.patch.object(_libvirt_connection.libvirt, 'open', return_value=FakeConnection(uri='qemu:///session'))
+    result, failed = run_main(domain_info.main, {}, capsys)
+    assert not failed
+    opener.assert_called_once_with('qemu:///session')
+
+
+def test_missing_libvirt_binding(mocker, capsys):
+    mocker.patch.object(_libvirt_connection, 'libvirt', None)
+    result, failed = run_main(domain_info.main, {}, capsys)
+    assert failed
+    assert 'libvirt-python' in result['msg']
+    assert '\n' not in result['msg']
