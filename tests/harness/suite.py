@@ -5,7 +5,7 @@
 
 ansible-test needs the collection under ansible_collections/kvm/hotplug, so
 each run copies the working tree (files git knows or would add) to
-.tmp/collections/ansible_collections/kvm/hotplug first.  Nothing here needs
+$TMPDIR/kvm.hotplug-tests/ansible_collections/kvm/hotplug first.  Nothing here needs
 docker or network access beyond the package index: ansible-test's pip
 bootstrap download is replaced by a local stand-in (see ensure_pip_standin).
 """
@@ -18,12 +18,15 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TMP = os.path.join(REPO, '.tmp')
-COLLECTION_ROOT = os.path.join(TMP, 'collections')
+# Outside the repository: inside it, ansible-test would ask the outer git checkout which files
+# exist, and .tmp is ignored there, so it would find none.
+COLLECTION_ROOT = os.path.join(tempfile.gettempdir(), 'kvm.hotplug-tests')
 COLLECTION = os.path.join(COLLECTION_ROOT, 'ansible_collections', 'kvm', 'hotplug')
 PYTHON_VERSION = '%d.%d' % sys.version_info[:2]
 # Tooling that is not part of the collection (galaxy.yml build_ignore) stays out of the test tree.
@@ -49,7 +52,7 @@ def tracked_files():
 
 
 def prepare_tree():
-    """Copy the collection into .tmp/collections/ansible_collections/kvm/hotplug (fresh each run)."""
+    """Copy the collection into COLLECTION_ROOT/ansible_collections/kvm/hotplug (fresh each run)."""
     if os.path.isdir(COLLECTION):
         shutil.rmtree(COLLECTION)
     for rel in tracked_files():
@@ -105,7 +108,7 @@ def run_sanity():
     tree = prepare_tree()
     ensure_pip_standin()
     code, output = ansible_test(['sanity', '--local', '--python', PYTHON_VERSION, '--requirements', '--color', 'no'], tree)
-    ran = re.findall(r"^Running sanity test '([^']+)'", output, re.M)
+    ran = re.findall(r"^Running sanity test ['\"]([^'\"]+)['\"]", output, re.M)
     match = re.search(r'The (\d+) sanity test\(s\) listed below \(out of \d+\) failed', output)
     failed_count = int(match.group(1)) if match else (1 if code != 0 else 0)
     return dict(name='sanity', unit='sanity tests', ran=len(ran), passed=len(ran) - failed_count,

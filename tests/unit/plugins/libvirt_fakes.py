@@ -14,7 +14,7 @@ class FakeLibvirtError(libvirt.libvirtError):
     """A libvirtError with a chosen code and message (the real one reads libvirt's last error)."""
 
     def __init__(self, message, code=libvirt.VIR_ERR_INTERNAL_ERROR):
-        Exception.__init__(self, message)
+        super(FakeLibvirtError, self).__init__(message)
         self.err = None
         self._message = message
         self._code = code
