@@ -90,6 +90,7 @@ class Topology:
 class DomainModel:
     name: str
     uuid: str
+    domain_type: str  # 'kvm', or 'qemu' for TCG software emulation
     vcpu_max: int
     vcpu_current: int
     vcpu_placement: str
@@ -123,6 +124,22 @@ class DomainModel:
     def numa_memory_kib(self):
         return sum(c.memory_kib for c in self.numa_cells)
 
+    @property
+    def is_tcg(self):
+        return self.domain_type == 'qemu'
+
+    def vcpu(self, vcpu_id):
+        for vcpu in self.vcpus:
+            if vcpu.id == vcpu_id:
+                return vcpu
+        return None
+
+    def cell_by_id(self, cell_id):
+        for cell in self.numa_cells:
+            if cell.id == cell_id:
+                return cell
+        return None
+
     def cell_of_vcpu(self, vcpu_id):
         for cell in self.numa_cells:
             if vcpu_id in cell.cpus:
@@ -134,6 +151,7 @@ class DomainModel:
         return dict(
             name=self.name,
             uuid=self.uuid,
+            domain_type=self.domain_type,
             vcpus=dict(
                 maximum=self.vcpu_max,
                 current=self.vcpu_current,
@@ -217,6 +235,7 @@ def parse_domain_xml(xml_text):
     return DomainModel(
         name=root.findtext('name') or '',
         uuid=root.findtext('uuid') or '',
+        domain_type=root.get('type', ''),
         vcpu_max=vcpu_max,
         vcpu_current=vcpu_current,
         vcpu_placement=(vcpu_el.get('placement', 'static') if vcpu_el is not None else 'static'),

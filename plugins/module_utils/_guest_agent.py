@@ -54,6 +54,9 @@ def guest_vcpus(dom, model):
         info = dom.guestVcpus()
     except libvirt.libvirtError as exc:
         return unavailable('guest agent did not answer: %s' % error_text(exc))
+    if not info or 'vcpus' not in info:
+        # libvirt-python returns None instead of raising while the agent is not connected yet
+        return unavailable('guest agent gave no answer (not connected yet?)')
     present = parse_cpulist(info.get('vcpus', ''))
     online = parse_cpulist(info.get('online', ''))
     offlinable = parse_cpulist(info.get('offlinable', ''))
@@ -77,8 +80,12 @@ def agent_command(dom, command, arguments=None, timeout=AGENT_TIMEOUT_SECONDS):
     return reply.get('return')
 
 
-def guest_memory(dom, model):
-    """The guest's memory blocks: online/offline counts, block size and online total in MiB."""
+def guest_memory_blocks(dom, model):
+    """The guest's memory blocks by physical index (block address = index x block size), or available=False.
+
+    Returns online and offline block indexes and the block size in bytes, so a
+    caller can tell which blocks of a memory device's address range are online.
+    """
     reason = agent_usable(model)
     if reason:
         return unavailable(reason)
@@ -88,9 +95,22 @@ def guest_memory(dom, model):
     except (libvirt.libvirtError, RuntimeError, ValueError) as exc:
         text = error_text(exc) if isinstance(exc, libvirt.libvirtError) else str(exc)
         return unavailable('guest agent did not answer: %s' % text)
-    block_bytes = int(block_info.get('size', 0))
-    online = sorted(b['phys-index'] for b in blocks if b.get('online'))
-    offline = sorted(b['phys-index'] for b in blocks if not b.get('online'))
+    return dict(
+        available=True,
+        block_bytes=int(block_info.get('size', 0)),
+        online=sorted(b['phys-index'] for b in blocks if b.get('online')),
+        offline=sorted(b['phys-index'] for b in blocks if not b.get('online')),
+    )
+
+
+def guest_memory(dom, model):
+    """The guest's memory blocks: online/offline counts, block size and online total in MiB."""
+    blocks = guest_memory_blocks(dom, model)
+    if not blocks['available']:
+        return blocks
+    block_bytes = blocks['block_bytes']
+    online = blocks['online']
+    offline = blocks['offline']
     return dict(
         available=True,
         block_size_mib=block_bytes // (1024 * 1024) if block_bytes else None,

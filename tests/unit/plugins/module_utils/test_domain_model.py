@@ -22,6 +22,7 @@ def numa_live():
 def test_vcpus(numa_live):
     assert numa_live.vcpu_max == 8
     assert numa_live.vcpu_current == 3
+    assert numa_live.domain_type == 'qemu' and numa_live.is_tcg
     assert numa_live.enabled_vcpu_ids == (0, 1, 4)
     vcpu0, vcpu1, vcpu2 = numa_live.vcpus[:3]
     assert (vcpu0.enabled, vcpu0.hotpluggable, vcpu0.order) == (True, False, 1)

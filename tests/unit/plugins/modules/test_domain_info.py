@@ -101,3 +101,11 @@ def test_missing_libvirt_binding(mocker, capsys):
     assert failed
     assert 'libvirt-python' in result['msg']
     assert '\n' not in result['msg']
+
+
+def test_agent_returning_none_is_unavailable(connection, capsys):
+    # libvirt-python returns None, without raising, while the agent channel is not connected yet
+    connection.domains['lab-numa'].guest_vcpus_reply = {}
+    result, failed = run_main(domain_info.main, {'name': 'lab-numa'}, capsys)
+    assert not failed
+    assert result['domains'][0]['guest']['vcpus']['available'] is False

@@ -1,0 +1,93 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvm.hotplug contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Reading and judging the three views of a domain's vCPUs after (or before) a change.
+
+libvirt's enabled vCPUs (live XML), QEMU's present vCPUs (query-cpus-fast) and
+the guest's online CPU count (guest agent).  `classify` names what really
+happened, so the module reports it instead of libvirt's return code.
+
+Private to the kvm.hotplug collection; not a public API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import guest_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import call
+from ansible_collections.kvm.hotplug.plugins.module_utils._qemu_monitor import QemuMonitorUnavailable, qemu_vcpus
+
+# What happened to a live change, from the three views:
+COMPLETE = 'complete'            # libvirt and QEMU (and the guest, when asked) have the target
+STALE = 'stale'                  # QEMU has the target, libvirt still lists vCPUs QEMU removed (or misses added ones)
+PENDING = 'pending'              # QEMU still has vCPUs that were to be removed: the guest has not ejected them
+PARTIAL = 'partial'              # some of the change happened in QEMU, not all of it, for other reasons
+GUEST_PENDING = 'guest_pending'  # libvirt and QEMU are done, the guest does not show the target yet
+UNVERIFIED = 'unverified'        # libvirt says done but QEMU could not be asked
+
+
+@dataclass(frozen=True)
+class VcpuViews:
+    libvirt_enabled: tuple
+    qemu_present: tuple | None
+    qemu_error: str | None
+    guest: dict | None
+
+    @property
+    def guest_online_count(self):
+        if self.guest and self.guest.get('available'):
+            return self.guest['online_count']
+        return None
+
+    def to_dict(self):
+        return dict(libvirt_enabled=list(self.libvirt_enabled),
+                    qemu_present=None if self.qemu_present is None else list(self.qemu_present),
+                    qemu_error=self.qemu_error,
+                    guest_online=self.guest_online_count)
+
+
+def observe(dom, name, with_qemu, with_guest):
+    """Read libvirt's live vCPUs, and QEMU's and the guest's when asked."""
+    model = parse_domain_xml(call('reading the live XML of domain %s' % name, dom.XMLDesc, 0))
+    qemu_present = qemu_error = None
+    if with_qemu:
+        try:
+            qemu_present = tuple(sorted(qemu_vcpus(dom)))
+        except QemuMonitorUnavailable as exc:
+            qemu_error = str(exc)
+    guest = guest_vcpus(dom, model) if with_guest else None
+    return VcpuViews(libvirt_enabled=tuple(model.enabled_vcpu_ids), qemu_present=qemu_present,
+                     qemu_error=qemu_error, guest=guest)
+
+
+def classify(target, before, views, want_guest):
+    """Name the outcome of moving the live vCPUs from `before` to `target` given the views now."""
+    target = set(target)
+    before = set(before)
+    libvirt_ok = set(views.libvirt_enabled) == target
+    if views.qemu_present is None:
+        if not libvirt_ok:
+            return PARTIAL
+        qemu_ok = None
+    else:
+        qemu = set(views.qemu_present)
+        qemu_ok = qemu == target
+        if not qemu_ok:
+            to_remove = before - target
+            to_add = target - before
+            if to_remove and (qemu & to_remove) and not (to_add - qemu):
+                return PENDING
+            return PARTIAL
+        if not libvirt_ok:
+            return STALE
+    if want_guest and views.guest_online_count != len(target):
+        return GUEST_PENDING
+    return COMPLETE if qemu_ok else UNVERIFIED
+
+
+def views_disagree(views):
+    """True when libvirt and QEMU disagree about which vCPUs exist (a stale libvirt view)."""
+    return views.qemu_present is not None and set(views.qemu_present) != set(views.libvirt_enabled)

@@ -1,0 +1,343 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: kvm.hotplug contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: vcpu_hotplug
+short_description: Declarative, verified vCPU hot-add and hot-remove for libvirt domains
+version_added: 0.1.0
+description:
+  - Makes a libvirt domain have the number of vCPUs you state (O(count)), or enables or disables individual vCPUs (O(vcpus)),
+    in the running domain and/or its persistent config. Running it again changes nothing.
+  - Every limit is checked before anything changes, and the failure message names it
+    the maximum vCPU count, vCPU 0 and vCPUs that are not hotpluggable, ids out of range,
+    guest NUMA cells, C(<cputune>) pinning, the CPU topology, a running migration job, and the domain state.
+  - After a live change the module does not trust libvirt's return code. It re-reads libvirt's live definition,
+    QEMU's own list of vCPUs (O(raw_queries)) and, when asked (O(wait_for_guest)), the guest's online CPUs
+    through the guest agent, and reports what really happened in RV(outcome).
+  - A hot-unplug needs the guest to eject the vCPU. When libvirt's wait for that times out,
+    the module checks QEMU. If the guest and QEMU removed the vCPU but libvirt still lists it,
+    libvirt's view is stale (QEMU never sent C(DEVICE_DELETED)); the module says so and, with O(stale_view=resync),
+    restarts the libvirt daemon so that it re-reads the domain from QEMU.
+author:
+  - kvm.hotplug developers (@kvm-hotplug)
+options:
+  name:
+    description: Name of the domain.
+    type: str
+    required: true
+    aliases: [domain]
+  count:
+    description:
+      - The number of vCPUs that should be enabled.
+      - New vCPUs are the lowest-numbered disabled ones (of O(numa_node) when set); removed vCPUs are the highest-numbered
+        enabled ones that are hotpluggable and not pinned by C(<cputune>) (of O(numa_node) when set).
+      - With O(guest_agent=true), the number of CPUs the guest should have online.
+      - Mutually exclusive with O(vcpus).
+    type: int
+  vcpus:
+    description:
+      - vCPU ids to enable or disable (O(state)), as a list of ids or ranges such as V(2-3).
+      - These are libvirt's vCPU ids; with O(guest_agent=true) they are the guest's own CPU numbers.
+      - vCPU 0 cannot be changed. Live changes need vCPUs that are hotpluggable.
+      - A pinned vCPU named here is removed even though O(count) would not pick it; its pinning stays in the definition
+        and applies again when it is enabled.
+    type: list
+    elements: str
+  state:
+    description:
+      - What to do with the vCPUs in O(vcpus). Needs O(vcpus).
+      - Defaults to V(enabled).
+    type: str
+    choices: [enabled, disabled]
+  numa_node:
+    description:
+      - Guest NUMA cell whose vCPUs are added (or removed) when O(count) changes the number of vCPUs.
+      - The cell must exist and have enough free (or removable) vCPUs.
+    type: int
+  live:
+    description:
+      - Change the running domain.
+      - On a domain that is not running, this is ignored with a warning when O(config=true), and refused otherwise.
+    type: bool
+    default: true
+  config:
+    description:
+      - Change the persistent definition, so the change survives a shutdown and start.
+      - With O(live=true) on a running domain the config enables exactly the vCPUs the running domain has after the change,
+        and it is written only when the live change completed.
+      - Ignored with a warning on a transient domain.
+    type: bool
+    default: true
+  maximum:
+    description:
+      - The maximum vCPU count in the persistent config. It takes effect at the next boot of the domain; the result says so.
+      - Must fit the CPU topology (sockets x dies x cores x threads) and the guest NUMA cells, and must not be below a
+        pinned vCPU id (libvirt would drop that pinning without a word).
+    type: int
+  guest_agent:
+    description:
+      - Change the number of CPUs the guest has online through the QEMU guest agent, instead of ACPI hotplug.
+      - The vCPUs stay plugged in QEMU and libvirt; only the guest's own online state changes. O(live) and O(config) are
+        not used, and O(maximum) and O(numa_node) cannot be combined with it.
+    type: bool
+    default: false
+  wait_for_guest:
+    description:
+      - After the change, wait until the guest agent reports exactly the expected number of online CPUs.
+      - Fails with libvirt's, QEMU's and the guest's views when that does not happen within O(timeout).
+      - The guest must online new CPUs itself (most distributions do it with udev rules).
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Seconds to wait, in total, for the lock on the domain, for the guest to eject removed vCPUs and,
+        with O(wait_for_guest), for the guest to show the change.
+    type: int
+    default: 60
+  raw_queries:
+    description:
+      - Verify live changes against QEMU's own view with the read-only QMP query C(query-cpus-fast).
+      - Without it the module can only trust libvirt and cannot tell a stale libvirt view from a pending unplug.
+      - libvirt records a C(custom-monitor) taint in the domain log the first time. The query changes nothing.
+    type: bool
+    default: true
+  stale_view:
+    description:
+      - What to do when libvirt's view disagrees with QEMU's (needs O(raw_queries)), before or after the change.
+      - V(fail) reports the disagreement and fails.
+      - V(resync) restarts the libvirt daemon of the host (O(libvirt_service)) so that it re-reads every running domain
+        from QEMU, then checks again. Running guests are not affected, but other libvirt clients lose their connection;
+        the restart is refused for a remote hypervisor and while another domain has a running job (a migration, a save).
+    type: str
+    choices: [fail, resync]
+    default: fail
+  libvirt_service:
+    description:
+      - The service to restart with O(stale_view=resync).
+      - Defaults to V(virtqemud) when the modular daemons run, else V(libvirtd).
+      - Restarted with C(systemctl) when systemd runs, else with the C(service) command.
+    type: str
+extends_documentation_fragment:
+  - kvm.hotplug.libvirt
+  - kvm.hotplug.attributes
+  - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
+attributes:
+  idempotent:
+    description: Running the same task again changes nothing.
+    support: full
+notes:
+  - Only one kvm.hotplug task changes a domain at a time on a host; a second one waits for the first (up to O(timeout))
+    and then plans from the state the first one left.
+  - "QEMU under TCG (libvirt C(<domain type='qemu'>)) has a bug up to at least QEMU 10.0: a hot-unplugged x86 vCPU is
+    never finalized, so QEMU never sends C(DEVICE_DELETED) (libvirt times out and keeps listing the vCPU), and the next
+    memory-map change of that QEMU process crashes it. When the module sees this, it records the vCPU ids in the
+    domain's live metadata and refuses further vCPU hot-add on that domain until it has been shut down and started
+    again. KVM domains are not affected."
+  - QEMU refuses vCPU hot-unplug until the guest's kernel has initialized ACPI (QEMU's legacy CPU hotplug mode);
+    the error message says so.
+seealso:
+  - module: kvm.hotplug.domain_info
+  - module: kvm.hotplug.memory_hotplug
+'''
+
+EXAMPLES = r'''
+- name: Give web01 four vCPUs, live and persistently, and wait until the guest uses them
+  kvm.hotplug.vcpu_hotplug:
+    name: web01
+    count: 4
+    wait_for_guest: true
+
+- name: Take two vCPUs away again
+  kvm.hotplug.vcpu_hotplug:
+    name: web01
+    count: 2
+    wait_for_guest: true
+    timeout: 120
+
+- name: Add vCPUs from guest NUMA cell 1
+  kvm.hotplug.vcpu_hotplug:
+    name: db01
+    count: 6
+    numa_node: 1
+
+- name: Enable two particular vCPUs in the running domain only
+  kvm.hotplug.vcpu_hotplug:
+    name: db01
+    vcpus: [4, 5]
+    state: enabled
+    config: false
+
+- name: Raise the maximum for the next boot (16 = 2 sockets x 8 cores in the topology)
+  kvm.hotplug.vcpu_hotplug:
+    name: db01
+    maximum: 16
+  register: raised
+
+- name: Say when it takes effect
+  ansible.builtin.debug:
+    msg: "{{ raised.notes }}"
+
+- name: Let the guest offline CPUs itself, without ACPI unplug
+  kvm.hotplug.vcpu_hotplug:
+    name: batch01
+    count: 1
+    guest_agent: true
+
+- name: On a lab host under TCG, let the module resynchronize libvirt after an unplug QEMU never reported
+  kvm.hotplug.vcpu_hotplug:
+    name: lab-vcpu
+    count: 2
+    stale_view: resync
+'''
+
+RETURN = r'''
+outcome:
+  description:
+    - What really happened, from the views the module read after the change.
+    - V(none) nothing needed changing; V(check_mode) a change was predicted and not made;
+      V(complete) libvirt and QEMU (and the guest, with O(wait_for_guest)) show the requested vCPUs;
+      V(unverified) libvirt shows them and QEMU could not be asked;
+      V(stale) QEMU shows them but libvirt does not; V(pending) the guest has not ejected vCPUs yet;
+      V(guest_pending) libvirt and QEMU are done but the guest does not show it; V(partial) anything else.
+    - Anything but V(none), V(check_mode), V(complete) and V(unverified) fails the task.
+  returned: always
+  type: str
+  sample: complete
+vcpus:
+  description: vCPUs of the running domain (V(live)) and of the persistent config (V(config)) before and after, as read from libvirt.
+  returned: always
+  type: dict
+  contains:
+    before:
+      description: Before the change. V(live) is null for a domain that is not running, V(config) for a transient one.
+      type: dict
+      sample: {live: {current: 2, maximum: 8, enabled: [0, 1]}, config: {current: 2, maximum: 8, enabled: [0, 1]}}
+    after:
+      description: After the change, re-read from libvirt (in check mode, the prediction).
+      type: dict
+      sample: {live: {current: 4, maximum: 8, enabled: [0, 1, 2, 3]}, config: {current: 4, maximum: 8, enabled: [0, 1, 2, 3]}}
+guest_online:
+  description: Number of CPUs the guest has online, from the guest agent; null when the agent cannot tell.
+  returned: always
+  type: int
+  sample: 4
+guest:
+  description: The guest agent's view (V(present), V(online), V(offlinable) guest CPU numbers), or why it is not available.
+  returned: when the domain is running
+  type: dict
+qemu:
+  description: QEMU's own view, the vCPU ids that exist in QEMU after the change.
+  returned: when a live change was made with O(raw_queries=true)
+  type: dict
+  sample: {present: [0, 1, 2, 3]}
+plan:
+  description: The vCPU ids the module planned to enable and disable in each definition, the maximum change and guest changes.
+  returned: always
+  type: dict
+libvirt_calls:
+  description: Each live libvirt call for one vCPU and what libvirt answered (a timed-out unplug is not a failure by itself).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{vcpu: 3, action: disable, ok: false, timed_out: true, error: "vcpu unplug request timed out"}]
+resync:
+  description: libvirt daemon restarts made to resynchronize a stale view (O(stale_view=resync)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{performed: true, service: libvirtd, seconds: 1.2, reason: stale after the change}]
+notes:
+  description: Things worth knowing, such as a new maximum that takes effect at the next boot.
+  returned: always
+  type: list
+  elements: str
+elapsed:
+  description: Seconds the module took.
+  returned: always
+  type: float
+  sample: 1.37
+'''
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import normalize_id_list
+from ansible_collections.kvm.hotplug.plugins.module_utils._domain_lock import DomainLock
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
+    URI_ARGUMENT_SPEC, HotplugError, lookup_domain, open_connection, run_module,
+)
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_manager import VcpuManager
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_plan import VcpuRequest
+
+
+def build_request(params):
+    try:
+        vcpus = normalize_id_list(params['vcpus'], what='vCPU') if params['vcpus'] is not None else None
+    except ValueError as exc:
+        raise HotplugError('vcpus: %s' % exc)
+    if params['vcpus'] is not None and not vcpus:
+        raise HotplugError('vcpus is empty: name at least one vCPU id')
+    if params['timeout'] < 0:
+        raise HotplugError('timeout must not be negative, got %d' % params['timeout'])
+    return VcpuRequest(count=params['count'], vcpus=vcpus, state=params['state'] or 'enabled',
+                       numa_node=params['numa_node'], live=params['live'], config=params['config'],
+                       maximum=params['maximum'], guest_agent=params['guest_agent'])
+
+
+def change_vcpus(module):
+    started = time.monotonic()
+    request = build_request(module.params)
+    conn = open_connection(module.params['uri'])
+    manager = None
+    try:
+        dom = lookup_domain(conn, module.params['name'])
+        with DomainLock(dom.UUIDString(), dom.name(), module.params['timeout']):
+            manager = VcpuManager(module, conn, dom, request, started=started)
+            return manager.run()
+    finally:
+        # a resync replaces the connection; close whichever is current
+        current = manager.conn if manager is not None else conn
+        try:
+            current.close()
+        except Exception:  # pylint: disable=broad-except
+            pass
+
+
+def main():
+    argument_spec = dict(
+        name=dict(type='str', required=True, aliases=['domain']),
+        count=dict(type='int'),
+        vcpus=dict(type='list', elements='str'),
+        state=dict(type='str', choices=['enabled', 'disabled']),
+        numa_node=dict(type='int'),
+        live=dict(type='bool', default=True),
+        config=dict(type='bool', default=True),
+        maximum=dict(type='int'),
+        guest_agent=dict(type='bool', default=False),
+        wait_for_guest=dict(type='bool', default=False),
+        timeout=dict(type='int', default=60),
+        raw_queries=dict(type='bool', default=True),
+        stale_view=dict(type='str', choices=['fail', 'resync'], default='fail'),
+        libvirt_service=dict(type='str'),
+    )
+    argument_spec.update(URI_ARGUMENT_SPEC)
+    module = AnsibleModule(
+        argument_spec=argument_spec,
+        supports_check_mode=True,
+        mutually_exclusive=[('count', 'vcpus'), ('vcpus', 'numa_node'), ('guest_agent', 'maximum'),
+                            ('guest_agent', 'numa_node')],
+        required_one_of=[('count', 'vcpus', 'maximum')],
+        required_by=dict(state='vcpus'),
+    )
+    run_module(module, change_vcpus)
+
+
+if __name__ == '__main__':
+    main()
