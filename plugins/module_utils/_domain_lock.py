@@ -28,11 +28,11 @@ LOCK_DIRS = ('/run/lock/kvm.hotplug', '/tmp/kvm.hotplug-locks')
 class DomainLock(object):
     """Context manager holding the lock of one domain for up to `timeout` seconds of waiting."""
 
-    def __init__(self, uuid, name, timeout, lock_dirs=LOCK_DIRS):
+    def __init__(self, uuid, name, timeout, lock_dirs=None):
         self.uuid = uuid
         self.name = name
         self.timeout = timeout
-        self.lock_dirs = lock_dirs
+        self.lock_dirs = lock_dirs or LOCK_DIRS
         self.handle = None
         self.waited = 0.0
 

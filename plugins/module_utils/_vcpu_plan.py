@@ -210,8 +210,9 @@ def _target_for_count(request, model, maximum, name, where, target):
     current = len(enabled)
     cell = _cell(request.numa_node, model, name)
     if count > current:
-        candidates = [v.id for v in model.vcpus if not v.enabled and v.id < maximum
-                      and (cell is None or v.id in cell.cpus)]
+        # ids from the old to a raised maximum do not exist in the definition yet; they come in disabled
+        free = [v.id for v in model.vcpus if not v.enabled] + list(range(model.vcpu_max, maximum))
+        candidates = [v for v in free if v < maximum and (cell is None or v in cell.cpus)]
         needed = count - current
         if len(candidates) < needed:
             if cell is not None:
@@ -242,7 +243,7 @@ def _target_for_count(request, model, maximum, name, where, target):
                                'them anyway)' % format_cpulist(pinned))
             if cell is not None:
                 reasons.append('only vCPUs of guest NUMA cell %d were considered' % cell.id)
-            raise HotplugError('cannot remove %d vCPUs from %s of domain %s: only %d can go (%s)'
+            raise HotplugError('cannot remove %d vCPU(s) from %s of domain %s: only %d can go (%s)'
                                % (needed, where, name, len(removable), '; '.join(reasons)))
         gone = set(removable[:needed])
         return tuple(v for v in enabled if v not in gone)

@@ -1,0 +1,268 @@
+"""vcpu_hotplug's main() against a simulated hypervisor, for failure paths the lab cannot produce on demand.
+
+The simulation keeps three views like the real thing: libvirt's enabled vCPUs,
+QEMU's present vCPUs and the guest's online CPUs, and a `behaviour` says how an
+unplug goes: 'kvm' (the guest ejects, QEMU sends DEVICE_DELETED), 'tcg' (the
+guest ejects, no DEVICE_DELETED: libvirt times out and goes stale), 'stuck'
+(the guest never ejects).
+"""
+from __future__ import annotations
+
+import json
+
+import libvirt
+import pytest
+
+from ansible_collections.kvm.hotplug.plugins.module_utils import (
+    _domain_lock, _libvirt_connection, _libvirt_resync, _qemu_monitor, _vcpu_manager,
+)
+from ansible_collections.kvm.hotplug.plugins.modules import vcpu_hotplug
+from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeConnection, FakeLibvirtError
+from ansible_collections.kvm.hotplug.tests.unit.plugins.module_runner import run_main
+from ansible_collections.kvm.hotplug.tests.unit.plugins.module_utils.domain_xml import domain_xml
+
+
+class SimDomain(object):
+    def __init__(self, name='sim', enabled=(0, 1), behaviour='kvm', domain_type='kvm', add_fails=False, job=None,
+                 uuid='11111111-2222-3333-4444-555555555555'):
+        self._name = name
+        self._uuid = uuid
+        self.libvirt = set(enabled)
+        self.config = set(enabled)
+        self.qemu = set(enabled)
+        self.guest = set(enabled)
+        self.behaviour = behaviour
+        self.domain_type = domain_type
+        self.add_fails = add_fails
+        self.job = job or {'type': libvirt.VIR_DOMAIN_JOB_NONE}
+        self.metadata_xml = None
+        self.writes = []
+
+    # identity and state
+    def name(self):
+        return self._name
+
+    def UUIDString(self):
+        return self._uuid
+
+    def ID(self):
+        return 3
+
+    def state(self):
+        return [libvirt.VIR_DOMAIN_RUNNING, 1]
+
+    def isPersistent(self):
+        return 1
+
+    def autostart(self):
+        return 0
+
+    def jobStats(self, flags=0):
+        return dict(self.job)
+
+    def XMLDesc(self, flags=0):
+        enabled = self.config if flags & libvirt.VIR_DOMAIN_XML_INACTIVE else self.libvirt
+        xml = domain_xml(name=self._name, enabled=tuple(sorted(enabled)), domain_type=self.domain_type,
+                         devices="<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0' "
+                                 "state='connected'/></channel>")
+        return xml
+
+    # changes
+    def setVcpu(self, cpumap, state, flags):
+        self.writes.append((cpumap, state, flags))
+        from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import parse_cpulist
+        ids = set(parse_cpulist(cpumap))
+        if flags & libvirt.VIR_DOMAIN_AFFECT_CONFIG:
+            self.config = self.config | ids if state else self.config - ids
+            return 0
+        if state:
+            if self.add_fails:
+                raise FakeLibvirtError('internal error: unable to execute QEMU command device_add')
+            self.libvirt |= ids
+            self.qemu |= ids
+            self.guest |= ids
+            return 0
+        if self.behaviour == 'kvm':
+            self.libvirt -= ids
+            self.qemu -= ids
+            self.guest -= ids
+            return 0
+        if self.behaviour == 'tcg':
+            self.qemu -= ids
+            self.guest -= ids
+        raise FakeLibvirtError('Timed out during operation: vcpu unplug request timed out',
+                               libvirt.VIR_ERR_OPERATION_TIMEOUT)
+
+    def setVcpusFlags(self, count, flags):
+        self.writes.append(('max', count, flags))
+        return 0
+
+    # views
+    def guestVcpus(self, flags=0):
+        cpus = ','.join(str(i) for i in sorted(self.guest))
+        return {'vcpus': cpus, 'online': cpus, 'offlinable': ','.join(str(i) for i in sorted(self.guest) if i)}
+
+    def qmp(self, command_json):
+        assert json.loads(command_json)['execute'] == 'query-cpus-fast'
+        return json.dumps({'return': [{'cpu-index': i, 'thread-id': 100 + i} for i in sorted(self.qemu)]})
+
+    def metadata(self, kind, uri, flags):
+        if self.metadata_xml is None:
+            raise FakeLibvirtError('metadata not found', libvirt.VIR_ERR_NO_DOMAIN_METADATA)
+        return self.metadata_xml
+
+    def setMetadata(self, kind, xml, key, uri, flags):
+        self.metadata_xml = xml
+        return 0
+
+    def restart_libvirt(self):
+        """What a libvirt daemon restart does: re-read the vCPUs from QEMU."""
+        self.libvirt = set(self.qemu)
+
+
+class SimConnection(FakeConnection):
+    def getCPUMap(self, flags=0):
+        return (2, [True, True], 2)
+
+    def lookupByUUIDString(self, uuid):
+        return list(self.domains.values())[0]
+
+
+def _no_real_commands(self, command, **kwargs):
+    raise AssertionError('a unit test tried to run %r' % (command,))
+
+
+@pytest.fixture
+def sim(mocker, tmp_path):
+    # never restart a real daemon from a unit test; tests that exercise a restart patch this again
+    mocker.patch('ansible.module_utils.basic.AnsibleModule.run_command', _no_real_commands)
+    mocker.patch.object(_domain_lock, 'LOCK_DIRS', (str(tmp_path),))
+    mocker.patch.object(_vcpu_manager, 'STALE_GRACE_SECONDS', 0.2)
+
+    def make(**kwargs):
+        others = kwargs.pop('others', ())
+        dom = SimDomain(**kwargs)
+        conn = SimConnection([dom] + list(others))
+        mocker.patch.object(_libvirt_connection.libvirt, 'open', return_value=conn)
+        mocker.patch.object(_qemu_monitor.libvirt_qemu, 'qemuMonitorCommand', side_effect=lambda d, c, f: d.qmp(c))
+        return dom
+    return make
+
+
+def test_hot_add_complete(sim, capsys):
+    dom = sim()
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=4, wait_for_guest=True), capsys)
+    assert not failed and result['changed'] and result['outcome'] == 'complete'
+    assert result['vcpus']['after']['live']['enabled'] == [0, 1, 2, 3]
+    assert result['vcpus']['after']['config']['enabled'] == [0, 1, 2, 3]
+    assert result['guest_online'] == 4 and result['qemu']['present'] == [0, 1, 2, 3]
+    assert dom.qemu == {0, 1, 2, 3}
+
+
+def test_second_run_writes_nothing(sim, capsys):
+    dom = sim(enabled=(0, 1, 2, 3))
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=4), capsys)
+    assert not failed and not result['changed'] and result['outcome'] == 'none'
+    assert dom.writes == []
+
+
+def test_check_mode_predicts_and_writes_nothing(sim, capsys):
+    dom = sim()
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=3, _ansible_check_mode=True,
+                                                      _ansible_diff=True), capsys)
+    assert not failed and result['changed'] and result['outcome'] == 'check_mode'
+    assert result['vcpus']['after']['live']['enabled'] == [0, 1, 2]
+    assert result['diff']['after']['live']['current'] == 3 and result['diff']['before']['live']['current'] == 2
+    assert dom.writes == []
+
+
+def test_kvm_like_unplug_is_complete(sim, capsys):
+    sim(enabled=(0, 1, 2, 3), behaviour='kvm')
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=2, wait_for_guest=True), capsys)
+    assert not failed and result['outcome'] == 'complete' and result['resync'] == []
+
+
+def test_tcg_unplug_reports_stale_libvirt_view(sim, capsys):
+    dom = sim(enabled=(0, 1, 2, 3), behaviour='tcg', domain_type='qemu')
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=2, timeout=5), capsys)
+    assert failed and result['outcome'] == 'stale'
+    assert "libvirt's view of domain sim is stale after the change" in result['msg']
+    assert 'libvirt lists vCPUs 2-3 that QEMU no longer has' in result['msg']
+    assert result['changed'] is True  # QEMU and the guest did change
+    assert result['vcpus']['after']['config']['enabled'] == [0, 1, 2, 3]  # config untouched
+    assert 'vcpus="2-3"' in dom.metadata_xml  # the TCG hazard is recorded
+
+
+def test_tcg_hazard_refuses_next_hot_add(sim, capsys):
+    dom = sim(enabled=(0, 1), domain_type='qemu')
+    dom.metadata_xml = '<tcg-unplugged-vcpus vcpus="2-3"/>'
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=3), capsys)
+    assert failed and 'QEMU process still holds vCPUs 2-3' in result['msg']
+    assert dom.writes == []
+
+
+def test_resync_after_stale_unplug(sim, capsys, mocker):
+    dom = sim(enabled=(0, 1, 2, 3), behaviour='tcg', domain_type='qemu')
+
+    def restart(self, command, **kwargs):
+        dom.restart_libvirt()
+        return 0, '', ''
+    mocker.patch('ansible.module_utils.basic.AnsibleModule.run_command', restart)
+    mocker.patch('ansible.module_utils.basic.AnsibleModule.get_bin_path', lambda self, name, *a, **k: '/usr/sbin/' + name)
+    mocker.patch.object(_libvirt_resync, 'SYSTEMD_RUNTIME_DIR', '/nonexistent/systemd')
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=2, stale_view='resync', timeout=10), capsys)
+    assert not failed and result['outcome'] == 'complete', result.get('msg')
+    assert result['resync'][0]['command'] == ['/usr/sbin/service', 'libvirtd', 'restart']
+    assert result['vcpus']['after']['live']['enabled'] == [0, 1]
+    assert result['vcpus']['after']['config']['enabled'] == [0, 1]
+
+
+def test_stale_before_change_changes_nothing(sim, capsys):
+    dom = sim(enabled=(0, 1), domain_type='qemu')
+    dom.libvirt = {0, 1, 2}  # an earlier unplug libvirt never heard of
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=4), capsys)
+    assert failed and 'stale before any change' in result['msg'] and 'Nothing was changed' in result['msg']
+    assert dom.writes == []
+
+
+def test_resync_refused_while_another_domain_migrates(sim, capsys, mocker):
+    other = SimDomain(name='other', uuid='99999999-2222-3333-4444-555555555555', job={'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED,
+                                         'operation': libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT})
+    mocker.patch.object(SimConnection, 'listAllDomains', lambda self, flags=0: list(self.domains.values()))
+    dom = sim(enabled=(0, 1), domain_type='qemu', others=[other])
+    dom.libvirt = {0, 1, 2}
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=4, stale_view='resync'), capsys)
+    assert failed and 'other domains have running jobs that a restart would abort: other (migration_out)' in result['msg']
+    assert dom.writes == []
+
+
+def test_guest_that_never_ejects_is_pending(sim, capsys):
+    sim(enabled=(0, 1, 2), behaviour='stuck')
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=2, timeout=1), capsys)
+    assert failed and result['outcome'] == 'pending'
+    assert 'did not eject vCPUs 2' in result['msg'] and 'still pending in QEMU' in result['msg']
+    assert result['changed'] is False
+
+
+def test_failed_hot_add_is_reported_with_state(sim, capsys):
+    sim(add_fails=True)
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=3, timeout=1), capsys)
+    assert failed and result['outcome'] == 'partial'
+    assert 'libvirt refused to enable vCPU 2' in result['msg']
+    assert result['vcpus']['after']['live']['enabled'] == [0, 1]
+    assert result['vcpus']['after']['config']['enabled'] == [0, 1]
+
+
+@pytest.mark.parametrize('args, message', [
+    (dict(count=4, vcpus=['2']), 'mutually exclusive'),
+    (dict(vcpus=['a']), "vcpus: vCPU 'a' is not a CPU id"),
+    (dict(vcpus=['../1']), 'is not a CPU id'),
+    (dict(count=2, state='enabled'), "missing parameter(s) required by 'state': vcpus"),
+    (dict(), 'one of the following is required'),
+    (dict(count=2, timeout=-1), 'timeout must not be negative'),
+])
+def test_bad_input_is_refused_before_anything(sim, capsys, args, message):
+    dom = sim()
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', **args), capsys)
+    assert failed and message in result['msg']
+    assert dom.writes == []
