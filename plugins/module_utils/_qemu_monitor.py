@@ -52,7 +52,8 @@ def qemu_vcpus(dom):
 
 
 def qemu_memory_devices(dom):
-    """QEMU's memory devices by id (libvirt alias): type, size, node and, for virtio-mem, requested size."""
+    """QEMU's memory devices by id (libvirt alias): type, size, node, guest-physical address and, for virtio-mem,
+    requested size and maximum size (for virtio-mem, size is what the guest has plugged)."""
     devices = {}
     for entry in qmp(dom, 'query-memory-devices') or []:
         data = entry.get('data', {})
@@ -64,5 +65,7 @@ def qemu_memory_devices(dom):
             node=data.get('node'),
             slot=data.get('slot'),
             hotplugged=data.get('hotplugged'),
+            addr=data.get('addr', data.get('memaddr')),
+            max_size=data.get('max-size'),
         )
     return devices
