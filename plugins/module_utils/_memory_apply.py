@@ -1,0 +1,222 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvm.hotplug contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Carrying out a memory plan on one definition (live or config) of a domain, and watching unplugs finish.
+
+Removing memory is asynchronous: libvirt asks the guest to release a DIMM and
+returns after about 5 s whether or not the guest has done it, and a virtio-mem
+device shrinks only as fast as the guest's driver unplugs.  So every removal
+is followed by polling the live XML and QEMU until the memory is really gone
+or the timeout passes; then the unplug is reported `pending` (or `rejected`
+when libvirt says the guest refused), never as done.  Actions stop at the
+first one that does not complete.
+
+Private to the kvm.hotplug collection; not a public API.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+
+from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import DomainXMLError, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
+    HotplugError, call, error_code, error_text, libvirt,
+)
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory_devices import (
+    dimm_xml, existing_device_xml, virtio_mem_xml, with_requested,
+)
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory_plan import (
+    AddDimm, AddVirtioMem, RemoveDimm, SetBalloon, describe_action,
+)
+from ansible_collections.kvm.hotplug.plugins.module_utils._qemu_monitor import (
+    QemuMonitorUnavailable, qemu_memory_devices,
+)
+from ansible_collections.kvm.hotplug.plugins.module_utils._units import format_kib, kib_to_mib
+from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import wait_for
+
+# Statuses of one action in the result.
+DONE = 'done'
+PENDING = 'pending'      # asked, the guest has not finished (yet): the memory is still there
+REJECTED = 'rejected'    # the guest refused to release the memory
+NOT_RUN = 'not run'      # skipped because an earlier action did not complete
+FAILED = 'failed'        # libvirt refused the call
+
+
+def affect_flag(where):
+    return libvirt.VIR_DOMAIN_AFFECT_LIVE if where == 'live' else libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+
+def apply_plan(dom, name, model, plan, timeout, entries):
+    """Run plan's actions on the definition `plan.where` of dom, in order.
+
+    model is the definition the plan was made from.  Appends one result entry
+    per action, with its status, to `entries` as it goes, and returns a
+    one-line reason when an action did not complete (later ones are not run),
+    else None.  libvirt errors raise HotplugError, with the failing action's
+    entry marked `failed`; the caller re-reads the domain and reports.
+    """
+    where = plan.where
+    xml_flags = 0 if where == 'live' else libvirt.VIR_DOMAIN_XML_INACTIVE
+    domain_xml = call('reading the %s XML of domain %s' % (where, name), dom.XMLDesc, xml_flags)
+    problem = None
+    for action in plan.actions:
+        entry = describe_action(action, where)
+        entries.append(entry)
+        if problem is not None:
+            entry['status'] = NOT_RUN
+            continue
+        try:
+            problem = _apply_action(dom, name, where, model, action, domain_xml, timeout, entry)
+        except HotplugError:
+            entry['status'] = FAILED
+            raise
+    return problem
+
+
+def _apply_action(dom, name, where, model, action, domain_xml, timeout, entry):
+    """Run one action and fill in its entry; return why it did not complete, or None."""
+    if isinstance(action, AddDimm):
+        _attach(dom, name, where, dimm_xml(action.size_kib, action.node),
+                'a %s DIMM on NUMA cell %d' % (format_kib(action.size_kib), action.node))
+        entry['status'] = DONE
+        return None
+    if isinstance(action, AddVirtioMem):
+        _attach(dom, name, where, virtio_mem_xml(action.size_kib, action.node, action.block_kib,
+                                                 action.requested_kib),
+                'a virtio-mem device of %s on NUMA cell %d' % (format_kib(action.size_kib), action.node))
+        entry['status'] = DONE
+        return None
+    if isinstance(action, SetBalloon):
+        return _set_balloon(dom, name, where, action, timeout, entry)
+    device_xml = existing_device_xml(domain_xml, action.index, model.memory_devices[action.index])
+    if device_xml is None:
+        raise HotplugError('domain %s changed while this task ran (its %s memory devices are not the ones '
+                           'planned from); nothing more was changed' % (name, where))
+    if isinstance(action, RemoveDimm):
+        return _remove_dimm(dom, name, where, action, device_xml, timeout, entry)
+    return _resize_virtio_mem(dom, name, where, action, device_xml, timeout, entry)
+
+
+def _attach(dom, name, where, xml, what):
+    call('attaching %s to domain %s (%s)' % (what, name, where), dom.attachDeviceFlags, xml, affect_flag(where))
+
+
+def _remove_dimm(dom, name, where, action, device_xml, timeout, entry):
+    what = 'DIMM %s (%s)' % (action.alias or 'in slot %s' % action.slot, format_kib(action.size_kib))
+    if where == 'config':
+        call('detaching %s from domain %s (config)' % (what, name), dom.detachDeviceFlags, device_xml,
+             affect_flag(where))
+        entry['status'] = DONE
+        return None
+    asked = time.monotonic()
+    try:
+        dom.detachDeviceFlags(device_xml, affect_flag(where))
+    except libvirt.libvirtError as exc:
+        if not guest_rejected(exc):
+            raise HotplugError('detaching %s from domain %s (live): %s' % (what, name, error_text(exc)),
+                               exception=traceback.format_exc(), libvirt_error_code=error_code(exc))
+        entry.update(status=REJECTED, reason=error_text(exc))
+        return ('the guest of domain %s rejected the unplug of %s (%s): it could not offline that memory, '
+                'which stays plugged' % (name, what, error_text(exc)))
+    # libvirt itself waits up to about 5 s for the guest; the timeout counts from the request.
+    spent = time.monotonic() - asked
+    done, seen, waited = wait_for(lambda: _device_presence(dom, action.alias), _is_gone, max(0, timeout - spent))
+    entry['waited'] = round(spent + waited, 1)
+    if done:
+        entry['status'] = DONE
+        return None
+    entry.update(status=PENDING, still_listed_by=[k for k in ('libvirt', 'qemu') if seen.get(k)])
+    return ('the guest of domain %s has not released %s within %s s: the unplug is pending and the device is '
+            'still listed by %s' % (name, what, timeout, ' and '.join(entry['still_listed_by'])))
+
+
+def guest_rejected(exc):
+    """libvirt's error when the guest answered an unplug request with a failure (DEVICE_REMOVAL_FAILED)."""
+    return 'rejected by the guest' in error_text(exc)
+
+
+def _device_presence(dom, alias):
+    """Whether libvirt's live XML and QEMU still have the memory device `alias` (QEMU: None when unknown)."""
+    try:
+        live = parse_domain_xml(dom.XMLDesc(0))
+        in_libvirt = any(d.alias == alias for d in live.memory_devices)
+    except (libvirt.libvirtError, DomainXMLError):
+        in_libvirt = True
+    try:
+        in_qemu = alias in qemu_memory_devices(dom)
+    except QemuMonitorUnavailable:
+        in_qemu = None
+    return dict(libvirt=in_libvirt, qemu=in_qemu)
+
+
+def _is_gone(presence):
+    return not presence['libvirt'] and not presence['qemu']
+
+
+def _resize_virtio_mem(dom, name, where, action, device_xml, timeout, entry):
+    what = 'virtio-mem device %s' % (action.alias or 'on NUMA cell %s' % action.node)
+    call('setting the requested size of %s of domain %s to %s (%s)' % (what, name, format_kib(action.to_kib), where),
+         dom.updateDeviceFlags, with_requested(device_xml, action.to_kib), affect_flag(where))
+    entry['status'] = DONE
+    if where == 'config' or action.to_kib >= action.from_kib:
+        return None
+    # Shrinking: the memory is only gone once the guest's driver has unplugged it (QEMU's size), and libvirt's
+    # <current> follows QEMU's size-change events (rate-limited to about one a second).
+    done, plugged, waited = wait_for(lambda: _virtio_mem_plugged(dom, action.alias),
+                                     lambda seen: _all_at_most(seen, action.to_kib), timeout)
+    entry['waited'] = round(waited, 1)
+    if done:
+        return None
+    entry.update(status=PENDING, plugged_mib=dict((k, kib_to_mib(v)) for k, v in plugged.items()))
+    return ('the guest of domain %s has not unplugged %s down to %s within %s s (still plugged: %s): '
+            'the unplug is pending' % (name, what, format_kib(action.to_kib), timeout,
+                                       ', '.join('%s %s' % (format_kib(v), k) if v is not None else '%s unknown' % k
+                                                 for k, v in sorted(plugged.items()))))
+
+
+def _all_at_most(seen, kib):
+    known = [v for v in seen.values() if v is not None]
+    return bool(known) and all(v <= kib for v in known)
+
+
+def _virtio_mem_plugged(dom, alias):
+    """What the guest has plugged of a virtio-mem device in KiB, by QEMU (its size) and libvirt (<current>)."""
+    seen = dict(qemu=None, libvirt=None)
+    try:
+        device = qemu_memory_devices(dom).get(alias)
+        if device is not None and device.get('size') is not None:
+            seen['qemu'] = device['size'] // 1024
+    except QemuMonitorUnavailable:
+        pass
+    try:
+        for device in parse_domain_xml(dom.XMLDesc(0)).memory_devices:
+            if device.alias == alias:
+                seen['libvirt'] = device.current_kib
+    except (libvirt.libvirtError, DomainXMLError):
+        pass
+    return seen
+
+
+def _set_balloon(dom, name, where, action, timeout, entry):
+    call('setting the balloon target of domain %s to %s (%s)' % (name, format_kib(action.to_kib), where),
+         dom.setMemoryFlags, action.to_kib, affect_flag(where))
+    entry['status'] = DONE
+    if where == 'config':
+        return None
+    done, current, waited = wait_for(lambda: _live_current_memory(dom), lambda kib: kib == action.to_kib, timeout)
+    entry['waited'] = round(waited, 1)
+    if done:
+        return None
+    entry.update(status=PENDING, current_mib=kib_to_mib(current) if current is not None else None)
+    return ('the balloon of domain %s has not reached %s within %s s (now %s): is the guest\'s virtio_balloon '
+            'driver loaded?' % (name, format_kib(action.to_kib), timeout,
+                                format_kib(current) if current is not None else 'unknown'))
+
+
+def _live_current_memory(dom):
+    try:
+        return parse_domain_xml(dom.XMLDesc(0)).current_memory_kib
+    except (libvirt.libvirtError, DomainXMLError):
+        return None
