@@ -143,12 +143,38 @@ def resolve_request(host, cpus, memory_blocks, numa_node):
     return cpu_ids, block_ids, node_id
 
 
-def plan_host_change(host, state, cpu_ids, block_ids, online_type='auto', bound_nodes=None, numa_node=None):
+def zone_word(zone):
+    """The word written to a block's state to bring it back into zone."""
+    if zone == MOVABLE_ZONE:
+        return 'online_movable'
+    if zone in KERNEL_ZONES:
+        return 'online_kernel'
+    return 'online'
+
+
+def auto_online_word(block, recorded_zone, policy):
+    """online_type=auto: back into the recorded zone, else the host's policy for new memory, else the default.
+
+    policy is the kernel's memory/auto_online_blocks (online, online_movable, online_kernel, offline).
+    """
+    zones = block.valid_zones
+    if recorded_zone and (not zones or recorded_zone in zones):
+        return zone_word(recorded_zone)
+    if policy == 'online_movable' and MOVABLE_ZONE in zones:
+        return 'online_movable'
+    if policy == 'online_kernel' and any(z in KERNEL_ZONES for z in zones):
+        return 'online_kernel'
+    return 'online'
+
+
+def plan_host_change(host, state, cpu_ids, block_ids, online_type='auto', bound_nodes=None, numa_node=None,
+                     recorded_zones=None):
     """The plan for taking cpu_ids and block_ids to state, or HotplugError with every reason to refuse.
 
     bound_nodes maps a NUMA node to the running domains whose memory is bound to it
     (numatune); such a node must keep an online CPU and an online memory block.
     None means the domains were not looked at (evacuate=false).
+    recorded_zones maps blocks to the zone they were in when this collection offlined them.
     """
     if state not in ('offline', 'online'):
         raise HotplugError('state must be offline or online, not %r' % (state,))
@@ -190,7 +216,8 @@ def plan_host_change(host, state, cpu_ids, block_ids, online_type='auto', bound_
             zones = host.memory.blocks[block_id].valid_zones
             word = online_type
             if online_type == 'auto':
-                word = 'online_movable' if MOVABLE_ZONE in zones else 'online'
+                word = auto_online_word(host.memory.blocks[block_id], (recorded_zones or {}).get(block_id),
+                                        host.memory.auto_online_blocks)
             elif online_type == 'online_movable' and zones and MOVABLE_ZONE not in zones:
                 problems.append('memory block %d cannot be onlined movable (valid zones: %s)'
                                 % (block_id, ' '.join(zones)))
@@ -365,8 +392,7 @@ def online_blocks_again(tree, block_ids, plan=None):
     restored = []
     failed = {}
     for block_id in reversed(block_ids):
-        zone = zones_before.get(block_id)
-        word = 'online_movable' if zone == MOVABLE_ZONE else ('online_kernel' if zone in KERNEL_ZONES else 'online')
+        word = zone_word(zones_before.get(block_id))
         try:
             tree.set_memory_state(block_id, word)
             restored.append(block_id)

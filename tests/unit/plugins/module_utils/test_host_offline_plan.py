@@ -127,6 +127,10 @@ def test_plan_online_types(tmp_path):
     plan = hp.plan_host_change(host, 'online', (0, 1), (0, 1, 2), 'auto')
     assert plan.cpus_change == (1,) and plan.cpus_already == (0,)
     assert plan.blocks_change == (1, 2) and plan.blocks_already == (0,)
+    # no record and the host onlines new memory "offline": the kernel's default zone
+    assert plan.block_online_state == {1: 'online', 2: 'online'}
+    # recorded zones win when the kernel still offers them; a zone it does not offer falls back
+    plan = hp.plan_host_change(host, 'online', (), (1, 2), 'auto', recorded_zones={1: 'Movable', 2: 'Movable'})
     assert plan.block_online_state == {1: 'online_movable', 2: 'online'}
     with pytest.raises(HotplugError, match='memory block 2 cannot be onlined movable'):
         hp.plan_host_change(host, 'online', (), (1, 2), 'online_movable')

@@ -1,0 +1,566 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvm.hotplug contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Moving libvirt domains' pinning off host CPUs that are about to go offline, and back.
+
+A domain's threads are "pinned" when its definition restricts them: a
+<vcpupin>, <emulatorpin> or <iothreadpin>, the <vcpu cpuset> default, or
+<vcpu placement='auto'> (numad).  Domains with none of these run on any online
+CPU: the kernel moves their threads when a CPU goes offline, and they need no re-pinning.
+
+Evacuating CPUs X from a pinned thread whose set is P:
+- P without X when that is not empty;
+- else the domain's fallback set: its <vcpu cpuset> without X (when it has one),
+  otherwise every host CPU that stays online and is not isolated (isolcpus);
+- when the fallback set is empty, the domain would have no CPU to run on, and
+  the whole task is refused before anything changes.  A <vcpu cpuset> made only
+  of CPUs in X is refused the same way.
+
+Live and persistent definitions are planned and changed separately
+(VIR_DOMAIN_AFFECT_LIVE for running domains, VIR_DOMAIN_AFFECT_CONFIG for
+persistent ones), then read again.  What was moved is recorded in the domain's
+metadata (namespace EVACUATION_NS) so that repin_on_online can put each pin back
+exactly as it was once all its CPUs are online again.
+
+Private to the kvm.hotplug collection; not a public API.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+
+from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist, parse_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import DomainXMLError, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import read_domain
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
+    HotplugError, call, error_text, is_error, libvirt,
+)
+
+try:
+    from lxml import etree
+except ImportError:
+    etree = None
+
+EVACUATION_NS = 'https://kvm-hotplug.invalid/host-evacuation'
+EVACUATION_PREFIX = 'kvmhp-evac'
+SCOPES = ('live', 'config')
+# numatune modes that keep a domain's memory on its nodes; 'preferred' lets it fall back elsewhere.
+BINDING_MODES = ('strict', 'restrictive', 'interleave')
+
+
+def scope_flag(scope):
+    return libvirt.VIR_DOMAIN_AFFECT_LIVE if scope == 'live' else libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+
+def thread_name(kind, ident):
+    return kind if ident is None else '%s %d' % (kind, ident)
+
+
+@dataclass
+class ScopePins:
+    """One definition (live or config) of one domain: what is pinned where, and the evacuation record."""
+    cpuset: tuple | None = None                 # <vcpu cpuset>
+    placement: str = 'static'
+    pins: dict = field(default_factory=dict)    # (kind, id) -> (source, cpus)
+    unpinned: list = field(default_factory=list)  # thread names with no restriction
+    record: dict = field(default_factory=dict)  # (kind, id) -> (original cpus, evacuated_to cpus)
+
+    def pinned_view(self):
+        return {thread_name(k, i): format_cpulist(cpus) for (k, i), (_s, cpus) in sorted(self.pins.items(), key=_key)}
+
+
+def _key(item):
+    (kind, ident), _value = item
+    return ({'vcpu': 0, 'emulator': 1, 'iothread': 2}.get(kind, 3), -1 if ident is None else ident)
+
+
+@dataclass
+class DomainPins:
+    name: str
+    uuid: str
+    state: str
+    active: bool
+    persistent: bool
+    migrating: bool
+    job_operation: str | None
+    scopes: dict                                # scope -> ScopePins
+    bound_nodes: tuple = ()                     # host NUMA nodes its running memory is bound to
+    dom: object = None
+
+    @property
+    def pinned(self):
+        return any(s.pins for s in self.scopes.values())
+
+
+@dataclass
+class PinChange:
+    scope: str
+    kind: str
+    id: int | None
+    source: str
+    before: tuple
+    after: tuple
+    fallback: bool = False
+    reason: str = ''
+
+    @property
+    def thread(self):
+        return thread_name(self.kind, self.id)
+
+    def to_dict(self):
+        return dict(scope=self.scope, thread=self.thread, source=self.source, before=format_cpulist(self.before),
+                    after=format_cpulist(self.after), fallback=self.fallback, reason=self.reason)
+
+
+@dataclass
+class DomainChange:
+    domain: DomainPins
+    changes: list
+    records_after: dict                         # scope -> {(kind, id): (original, evacuated_to)}
+    notes: list = field(default_factory=list)
+
+    def to_dict(self):
+        return dict(name=self.domain.name, state=self.domain.state,
+                    changes=[c.to_dict() for c in self.changes], notes=list(self.notes))
+
+    def views(self):
+        """(before, after) pinning per scope for diff output."""
+        before = {}
+        after = {}
+        for scope in sorted(set(c.scope for c in self.changes)):
+            current = self.domain.scopes[scope].pinned_view()
+            new = dict(current)
+            for change in self.changes:
+                if change.scope == scope:
+                    current.setdefault(change.thread, format_cpulist(change.before))
+                    new[change.thread] = format_cpulist(change.after)
+            before[scope] = current
+            after[scope] = new
+        return before, after
+
+
+# --------------------------------------------------------------------------
+# reading
+
+def _ids_from_map(cpumap):
+    return tuple(i for i, on in enumerate(cpumap) if on)
+
+
+def _read_record(dom, scope):
+    """{(kind, id): (original, evacuated_to)} from the domain's evacuation metadata, or {}."""
+    try:
+        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, EVACUATION_NS, scope_flag(scope))
+    except libvirt.libvirtError:
+        return {}
+    return parse_record(text)
+
+
+def parse_record(text):
+    if not text or etree is None:
+        return {}
+    try:
+        root = etree.fromstring(text.encode('utf-8') if isinstance(text, str) else text)
+    except etree.XMLSyntaxError:
+        return {}
+    record = {}
+    for pin in root.findall('pin'):
+        try:
+            ident = pin.get('id')
+            key = (pin.get('kind'), int(ident) if ident not in (None, '') else None)
+            record[key] = (parse_cpulist(pin.get('original')), parse_cpulist(pin.get('evacuated_to')))
+        except (TypeError, ValueError):
+            continue
+    return record
+
+
+def format_record(record):
+    """The metadata element for a record; None when the record is empty (the element is then removed)."""
+    if not record:
+        return None
+    lines = ['<evacuation>']
+    for (kind, ident), (original, moved) in sorted(record.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)):
+        lines.append('  <pin kind="%s"%s original="%s" evacuated_to="%s"/>'
+                     % (kind, '' if ident is None else ' id="%d"' % ident, format_cpulist(original),
+                        format_cpulist(moved)))
+    lines.append('</evacuation>')
+    return '\n'.join(lines)
+
+
+def read_scope(dom, model, scope):
+    """ScopePins of one definition, from its XML model plus libvirt's effective pinning where XML is silent."""
+    flag = scope_flag(scope)
+    pinning = model.pinning
+    result = ScopePins(cpuset=pinning.vcpu_cpuset, placement=model.vcpu_placement)
+    auto = model.vcpu_placement == 'auto'
+    vcpu_maps = None
+    if auto:
+        try:
+            vcpu_maps = dom.vcpuPinInfo(flag)
+        except libvirt.libvirtError:
+            vcpu_maps = None
+    for vcpu in range(model.vcpu_max):
+        if vcpu in pinning.vcpupin:
+            result.pins[('vcpu', vcpu)] = ('vcpupin', tuple(pinning.vcpupin[vcpu]))
+        elif pinning.vcpu_cpuset:
+            result.pins[('vcpu', vcpu)] = ('cpuset', tuple(pinning.vcpu_cpuset))
+        elif auto and vcpu_maps is not None and vcpu < len(vcpu_maps):
+            result.pins[('vcpu', vcpu)] = ('placement-auto', _ids_from_map(vcpu_maps[vcpu]))
+        else:
+            result.unpinned.append(thread_name('vcpu', vcpu))
+    if pinning.emulatorpin is not None:
+        result.pins[('emulator', None)] = ('emulatorpin', tuple(pinning.emulatorpin))
+    elif pinning.vcpu_cpuset:
+        result.pins[('emulator', None)] = ('cpuset', tuple(pinning.vcpu_cpuset))
+    elif auto:
+        try:
+            result.pins[('emulator', None)] = ('placement-auto', _ids_from_map(dom.emulatorPinInfo(flag)))
+        except libvirt.libvirtError:
+            result.unpinned.append('emulator')
+    else:
+        result.unpinned.append('emulator')
+    try:
+        iothreads = dom.ioThreadInfo(flag)
+    except libvirt.libvirtError:
+        iothreads = []
+    for ident, cpumap in iothreads:
+        if ident in pinning.iothreadpin:
+            result.pins[('iothread', ident)] = ('iothreadpin', tuple(pinning.iothreadpin[ident]))
+        elif pinning.vcpu_cpuset:
+            result.pins[('iothread', ident)] = ('cpuset', tuple(pinning.vcpu_cpuset))
+        elif auto:
+            result.pins[('iothread', ident)] = ('placement-auto', _ids_from_map(cpumap))
+        else:
+            result.unpinned.append(thread_name('iothread', ident))
+    result.record = _read_record(dom, scope)
+    return result
+
+
+def read_domains(conn):
+    """DomainPins for every domain libvirt knows on conn (running and defined)."""
+    domains = []
+    for dom in call('listing the domains', conn.listAllDomains, 0):
+        try:
+            snapshot = read_domain(dom)
+        except HotplugError:
+            raise
+        scopes = {}
+        if snapshot.live is not None:
+            scopes['live'] = read_scope(dom, snapshot.live, 'live')
+        if snapshot.config is not None:
+            scopes['config'] = read_scope(dom, snapshot.config, 'config')
+        bound = ()
+        if snapshot.live is not None:
+            pin = snapshot.live.pinning
+            if pin.numa_memory_mode in BINDING_MODES or pin.numa_memnodes:
+                nodes = set(pin.numa_memory_nodeset or ()) if pin.numa_memory_mode in BINDING_MODES else set()
+                for cell_nodes in pin.numa_memnodes.values():
+                    nodes.update(cell_nodes)
+                bound = tuple(sorted(nodes))
+        domains.append(DomainPins(
+            name=snapshot.name, uuid=snapshot.uuid, state=snapshot.state, active=snapshot.active,
+            persistent=snapshot.persistent, migrating=snapshot.job.migrating, job_operation=snapshot.job.operation,
+            scopes=scopes, bound_nodes=bound, dom=dom))
+    return sorted(domains, key=lambda d: d.name)
+
+
+def bound_nodes_map(domains):
+    """{host node: [running domains whose memory numatune binds them to it]}."""
+    result = {}
+    for domain in domains:
+        for node in domain.bound_nodes:
+            result.setdefault(node, []).append(domain.name)
+    return result
+
+
+# --------------------------------------------------------------------------
+# planning
+
+@dataclass
+class EvacuationPlan:
+    changes: list                               # DomainChange
+    unpinned: list                              # names of domains with no pinning at all
+    unaffected: list                            # pinned, but not to the CPUs concerned
+    refusals: list = field(default_factory=list)
+
+    @property
+    def changed_domains(self):
+        return [c.domain.name for c in self.changes]
+
+    def to_dict(self):
+        return dict(repinned=[c.to_dict() for c in self.changes], unpinned=list(self.unpinned),
+                    unaffected=list(self.unaffected))
+
+
+def fallback_cpus(scope_pins, offlined, online_after, isolated):
+    if scope_pins.cpuset:
+        return tuple(sorted((set(scope_pins.cpuset) - set(offlined)) & set(online_after)))
+    return tuple(sorted(set(online_after) - set(isolated)))
+
+
+def plan_evacuation(domains, offlined, online_after, isolated=()):
+    """Plan moving every pinned thread off `offlined`; HotplugError listing every domain that would have no CPU."""
+    offlined = set(offlined)
+    changes = []
+    unpinned = []
+    unaffected = []
+    problems = []
+    for domain in domains:
+        if not domain.pinned:
+            unpinned.append(domain.name)
+            continue
+        domain_changes = []
+        records = {}
+        notes = []
+        for scope in SCOPES:
+            pins = domain.scopes.get(scope)
+            if pins is None:
+                continue
+            record = dict(pins.record)
+            fallback = fallback_cpus(pins, offlined, online_after, isolated)
+            if pins.cpuset and not (set(pins.cpuset) - offlined):
+                problems.append('domain %s (%s): its <vcpu cpuset> %s has no CPU left once CPU %s go offline'
+                                % (domain.name, scope, format_cpulist(pins.cpuset), format_cpulist(offlined)))
+                continue
+            for (kind, ident), (source, cpus) in sorted(pins.pins.items(), key=_key):
+                if not set(cpus) & offlined:
+                    continue
+                remaining = tuple(sorted(set(cpus) - offlined))
+                used_fallback = not remaining
+                if used_fallback:
+                    if not fallback:
+                        why = ('its <vcpu cpuset> %s' % format_cpulist(pins.cpuset) if pins.cpuset else
+                               'every CPU that stays online is isolated' if online_after else
+                               'no CPU stays online')
+                        problems.append('domain %s (%s): %s is pinned to CPU %s only and would have no CPU to run '
+                                        'on (%s)' % (domain.name, scope, thread_name(kind, ident),
+                                                     format_cpulist(cpus), why))
+                        continue
+                    remaining = fallback
+                reason = ('all its CPUs go offline; moved to the %s' % (
+                    'CPUs of its <vcpu cpuset> that stay online' if pins.cpuset
+                    else 'host CPUs that stay online (not isolated)')) if used_fallback else \
+                    'CPU %s goes offline' % format_cpulist(set(cpus) & offlined) if len(set(cpus) & offlined) == 1 else 'CPUs %s go offline' % format_cpulist(set(cpus) & offlined)
+                domain_changes.append(PinChange(scope=scope, kind=kind, id=ident, source=source, before=tuple(cpus),
+                                                after=remaining, fallback=used_fallback, reason=reason))
+                original = record.get((kind, ident), (tuple(cpus), None))[0]
+                record[(kind, ident)] = (original, remaining)
+            if pins.cpuset and set(pins.cpuset) & offlined:
+                notes.append('%s: <vcpu cpuset> %s still names CPU %s; every thread now has its own pin, which '
+                             'takes precedence' % (scope, format_cpulist(pins.cpuset),
+                                                   format_cpulist(set(pins.cpuset) & offlined)))
+            records[scope] = record
+        if domain_changes:
+            if domain.migrating:
+                problems.append('domain %s: a %s job is running (wait for it to finish or abort it)'
+                                % (domain.name, (domain.job_operation or 'migration').replace('_', ' ')))
+            changes.append(DomainChange(domain=domain, changes=domain_changes,
+                                        records_after={s: r for s, r in records.items()
+                                                       if any(c.scope == s for c in domain_changes)},
+                                        notes=notes))
+        else:
+            unaffected.append(domain.name)
+    if problems:
+        raise HotplugError('refusing to offline CPU %s: %s; nothing was changed'
+                           % (format_cpulist(offlined), '; '.join(problems)), refusals=problems)
+    return EvacuationPlan(changes=changes, unpinned=unpinned, unaffected=unaffected)
+
+
+def plan_repin(domains, online_after):
+    """Plan putting evacuated pins back (repin_on_online): only pins this collection moved, as recorded.
+
+    A pin goes back to its original CPUs once they are all online; to the online
+    part of them when only some are; it is left alone when someone changed it
+    since the evacuation (its CPUs are no longer what was recorded).
+    """
+    online_after = set(online_after)
+    changes = []
+    unaffected = []
+    unpinned = []
+    for domain in domains:
+        domain_changes = []
+        records = {}
+        notes = []
+        for scope in SCOPES:
+            pins = domain.scopes.get(scope)
+            if pins is None or not pins.record:
+                continue
+            record = dict(pins.record)
+            for key, (original, moved) in sorted(pins.record.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)):
+                kind, ident = key
+                current = pins.pins.get(key, (None, None))[1]
+                if current is None or tuple(current) != tuple(moved):
+                    notes.append('%s: %s is pinned to %s, not to %s where the evacuation put it; left alone'
+                                 % (scope, thread_name(kind, ident),
+                                    format_cpulist(current) if current is not None else 'nothing',
+                                    format_cpulist(moved)))
+                    continue
+                target = tuple(sorted(set(original) & online_after))
+                if not target or target == tuple(current):
+                    continue
+                domain_changes.append(PinChange(
+                    scope=scope, kind=kind, id=ident, source=pins.pins[key][0], before=tuple(current), after=target,
+                    reason='back to its pinning before the evacuation' if target == tuple(original)
+                    else 'back to the online part of its pinning before the evacuation (%s)' % format_cpulist(original)))
+                if target == tuple(original):
+                    del record[key]
+                else:
+                    record[key] = (original, target)
+            records[scope] = record
+        if domain_changes:
+            changes.append(DomainChange(domain=domain, changes=domain_changes,
+                                        records_after={s: r for s, r in records.items()
+                                                       if any(c.scope == s for c in domain_changes)},
+                                        notes=notes))
+        elif domain.pinned:
+            unaffected.append(domain.name)
+        else:
+            unpinned.append(domain.name)
+    return EvacuationPlan(changes=changes, unpinned=unpinned, unaffected=unaffected)
+
+
+# --------------------------------------------------------------------------
+# applying
+
+def _cpumap(cpus, length):
+    return tuple(i in set(cpus) for i in range(length))
+
+
+def _pin(dom, change, cpus, length):
+    flag = scope_flag(change.scope)
+    cpumap = _cpumap(cpus, length)
+    action = 'pinning %s of domain %s (%s) to CPU %s' % (change.thread, dom.name(), change.scope,
+                                                         format_cpulist(cpus))
+    if change.kind == 'vcpu':
+        call(action, dom.pinVcpuFlags, change.id, cpumap, flag)
+    elif change.kind == 'emulator':
+        call(action, dom.pinEmulator, cpumap, flag)
+    elif change.kind == 'iothread':
+        call(action, dom.pinIOThread, change.id, cpumap, flag)
+
+
+def _write_record(dom, scope, record):
+    text = format_record(record)
+    flag = scope_flag(scope)
+    try:
+        if text is None:
+            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, None, None, EVACUATION_NS, flag)
+        else:
+            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, text, EVACUATION_PREFIX, EVACUATION_NS, flag)
+    except libvirt.libvirtError as exc:
+        if text is None and is_error(exc, 'VIR_ERR_NO_DOMAIN_METADATA'):
+            return
+        raise HotplugError('recording the evacuation in the metadata of domain %s (%s): %s'
+                           % (dom.name(), scope, error_text(exc)), exception=traceback.format_exc())
+
+
+def apply_plan(plan, cpumap_length):
+    """Pin every planned thread, record the evacuation, then re-read and verify each domain.
+
+    On any failure, pins and records already changed are put back and HotplugError is raised.
+    Returns the verified per-domain views.
+    """
+    done = []               # (dom, change) applied
+    records_done = []       # (dom, scope, previous record)
+    try:
+        for dchange in plan.changes:
+            dom = dchange.domain.dom
+            for change in dchange.changes:
+                _pin(dom, change, change.after, cpumap_length)
+                done.append((dom, change))
+            for scope, record in sorted(dchange.records_after.items()):
+                previous = dchange.domain.scopes[scope].record
+                _write_record(dom, scope, record)
+                records_done.append((dom, scope, previous))
+        problems = verify_plan(plan)
+        if problems:
+            raise HotplugError('re-pinning was not applied as planned: %s' % '; '.join(problems),
+                               verify_problems=problems)
+    except HotplugError as exc:
+        undone, failed = undo_plan(done, records_done, cpumap_length)
+        suffix = ('; put back %d pin(s) as they were' % undone) if undone else ''
+        if failed:
+            suffix += '; ROLLBACK INCOMPLETE: %s' % '; '.join(failed)
+        details = dict(exc.details)
+        details.update(repin_rollback_failed=failed)
+        raise HotplugError(exc.msg + suffix, exception=exc.exception, **details)
+
+
+def undo_plan(done, records_done, cpumap_length):
+    undone = 0
+    failed = []
+    for dom, change in reversed(done):
+        try:
+            _pin(dom, change, change.before, cpumap_length)
+            undone += 1
+        except HotplugError as exc:
+            failed.append(exc.msg)
+    for dom, scope, previous in reversed(records_done):
+        try:
+            _write_record(dom, scope, previous)
+        except HotplugError as exc:
+            failed.append(exc.msg)
+    return undone, failed
+
+
+def verify_plan(plan):
+    """Re-read each changed domain (XML, vcpuPinInfo, emulatorPinInfo, ioThreadInfo); list what differs."""
+    problems = []
+    for dchange in plan.changes:
+        dom = dchange.domain.dom
+        for scope in sorted(set(c.scope for c in dchange.changes)):
+            flag = scope_flag(scope)
+            xml_flags = 0 if scope == 'live' else libvirt.VIR_DOMAIN_XML_INACTIVE
+            try:
+                model = parse_domain_xml(call('reading domain %s again' % dom.name(), dom.XMLDesc, xml_flags))
+            except DomainXMLError as exc:
+                problems.append('domain %s: %s' % (dom.name(), exc))
+                continue
+            pinning = model.pinning
+            vcpu_maps = None
+            for change in (c for c in dchange.changes if c.scope == scope):
+                want = tuple(change.after)
+                if change.kind == 'vcpu':
+                    got = tuple(pinning.vcpupin.get(change.id, ()))
+                    if vcpu_maps is None:
+                        vcpu_maps = call('reading the vCPU pinning of %s' % dom.name(), dom.vcpuPinInfo, flag)
+                    if change.id < len(vcpu_maps) and _ids_from_map(vcpu_maps[change.id]) != want:
+                        problems.append('domain %s (%s): libvirt reports vcpu %d on CPU %s, expected %s'
+                                        % (dom.name(), scope, change.id,
+                                           format_cpulist(_ids_from_map(vcpu_maps[change.id])), format_cpulist(want)))
+                        continue
+                elif change.kind == 'emulator':
+                    got = tuple(pinning.emulatorpin or ())
+                    effective = _ids_from_map(call('reading the emulator pinning of %s' % dom.name(),
+                                                   dom.emulatorPinInfo, flag))
+                    if effective != want:
+                        problems.append('domain %s (%s): libvirt reports the emulator on CPU %s, expected %s'
+                                        % (dom.name(), scope, format_cpulist(effective), format_cpulist(want)))
+                        continue
+                else:
+                    got = tuple(pinning.iothreadpin.get(change.id, ()))
+                    info = dict(call('reading the iothread pinning of %s' % dom.name(), dom.ioThreadInfo, flag))
+                    if change.id in info and _ids_from_map(info[change.id]) != want:
+                        problems.append('domain %s (%s): libvirt reports iothread %d on CPU %s, expected %s'
+                                        % (dom.name(), scope, change.id, format_cpulist(_ids_from_map(info[change.id])),
+                                           format_cpulist(want)))
+                        continue
+                if got != want:
+                    problems.append('domain %s (%s): the XML pins %s to CPU %s, expected %s'
+                                    % (dom.name(), scope, change.thread, format_cpulist(got) or 'nothing',
+                                       format_cpulist(want)))
+    return problems
+
+
+def reread_views(plan):
+    """The pinning of every changed domain as libvirt reports it now: {name: {scope: {thread: cpus}}}."""
+    views = {}
+    for dchange in plan.changes:
+        dom = dchange.domain.dom
+        views[dchange.domain.name] = {}
+        for scope in sorted(set(c.scope for c in dchange.changes)):
+            xml_flags = 0 if scope == 'live' else libvirt.VIR_DOMAIN_XML_INACTIVE
+            model = parse_domain_xml(call('reading domain %s again' % dom.name(), dom.XMLDesc, xml_flags))
+            views[dchange.domain.name][scope] = read_scope(dom, model, scope).pinned_view()
+    return views
