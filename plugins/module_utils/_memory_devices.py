@@ -59,8 +59,8 @@ def existing_device_xml(domain_xml, index, expected):
         return None
     model = parse_domain_xml(domain_xml)
     found = model.memory_devices[index]
-    if (found.model, found.size_kib, found.node, found.alias) != (expected.model, expected.size_kib, expected.node,
-                                                                   expected.alias):
+    identity = ('model', 'size_kib', 'node', 'alias')
+    if any(getattr(found, key) != getattr(expected, key) for key in identity):
         return None
     return etree.tostring(element, encoding='unicode')
 

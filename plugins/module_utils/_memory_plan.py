@@ -271,7 +271,7 @@ def spread_over_cells(loads, count, size_kib, node=None):
     """The cell of each of `count` new devices: `node`, or each time the cell with the least memory (lowest id on ties)."""
     loads = dict(loads)
     nodes = []
-    for _ in range(count):
+    for _count in range(count):
         target = node if node is not None else min(sorted(loads), key=lambda cell: loads[cell])
         nodes.append(target)
         loads[target] += size_kib
@@ -397,8 +397,9 @@ def _resize_virtio_mem(model, devices, unit, delta, context):
 
 
 def _virtio_sizes(devices):
-    return ', '.join('%s on cell %s: %s of %s' % (d.alias or 'device %d' % i, d.node, format_kib(d.requested_kib or 0),
-                                                 format_kib(d.size_kib)) for i, d in devices)
+    return ', '.join('%s on cell %s: %s of %s' % (d.alias or 'device %d' % i, d.node,
+                                                  format_kib(d.requested_kib or 0), format_kib(d.size_kib))
+                     for i, d in devices)
 
 
 def _lcm(a, b):

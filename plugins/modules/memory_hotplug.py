@@ -40,9 +40,9 @@ options:
       - This is the domain's whole memory, boot memory plus memory devices, not the amount to add.
         A domain that booted with 512 MiB and should get 512 MiB more is given O(size=1GiB).
         More exactly, it is the boot memory (the guest NUMA cells) plus the size of every DIMM plus the requested size
-        of every virtio-mem device, and it is returned as RV(memory.before.live.size_mib).
-        libvirt's own C(<memory>) total (RV(memory.before.live.total_mib)) counts a virtio-mem device with its full
-        maximum size instead, so the two differ when virtio-mem devices exist.
+        of every virtio-mem device, and it is returned as C(size_mib) in RV(memory).
+        libvirt's own C(<memory>) total (C(total_mib)) counts a virtio-mem device with its full maximum size
+        instead, so the two differ when virtio-mem devices exist.
       - The boot memory cannot change by hotplug; a size below it is refused.
       - The change must be a whole number of the guest's memory blocks (see RV(block_size)).
       - When not set, the memory devices are left as they are (use O(current_memory) alone to move the balloon).
@@ -130,7 +130,7 @@ notes:
     needs a free hotpluggable PCIe root port.
   - The guest memory block size comes from the guest agent (C(guest-get-memory-block-info)). When the agent cannot
     tell (the domain is shut off, or no agent runs), 128 MiB is assumed, the x86_64 Linux size for guests below
-    64 GiB, and RV(block_size.source) says so.
+    64 GiB, and RV(block_size) says so.
   - Sizes in results are MiB.
 seealso:
   - module: kvm.hotplug.domain_info
@@ -239,7 +239,7 @@ memory:
 size_mib:
   description:
     - Per changed definition (C(live), C(config)), the memory in the sense of O(size) before the task and the target
-      the plan aimed at. What the domain really has afterwards is RV(memory.after.live.size_mib).
+      the plan aimed at. What the domain really has afterwards is C(size_mib) in RV(memory.after).
   returned: when the request could be planned
   type: dict
   sample: {live: {before: 512, target: 1024}, config: {before: 512, target: 1024}}

@@ -28,8 +28,8 @@ def vmem(size_mib, requested_mib, node=0, alias=None, block_kib=2048, current_mi
 def _device_xml(device):
     target = "<size unit='KiB'>%d</size><node>%d</node>" % (device.size_kib, device.node)
     if device.model == 'virtio-mem':
-        target += "<block unit='KiB'>%d</block><requested unit='KiB'>%d</requested>" % (device.block_kib,
-                                                                                       device.requested_kib)
+        target += "<block unit='KiB'>%d</block><requested unit='KiB'>%d</requested>" % (
+            device.block_kib, device.requested_kib)
         if device.current_kib is not None:
             target += "<current unit='KiB'>%d</current>" % device.current_kib
     extra = ''
