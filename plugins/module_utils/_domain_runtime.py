@@ -118,8 +118,13 @@ def _model(name, xml_text):
 
 
 def refuse_during_migration(snapshot, what):
-    """Refuse a change while a migration job runs: the two hosts' definitions would diverge."""
-    if snapshot.job.migrating:
+    """Refuse a change while a job runs on the domain.
+
+    A migration above all: the change would race the copy of the domain to the
+    other host.  Any other job (save, dump, snapshot) too: libvirt would make the
+    change wait for it and then time out, after the module had already planned.
+    """
+    if snapshot.job.active:
+        operation = (snapshot.job.operation or snapshot.job.type).replace('_', ' ')
         raise HotplugError('refusing to %s on domain %s: a %s job is running (wait for it to finish or abort it)'
-                           % (what, snapshot.name, snapshot.job.operation.replace('_', ' ')),
-                           job=snapshot.job.to_dict())
+                           % (what, snapshot.name, operation), job=snapshot.job.to_dict())
