@@ -3,7 +3,7 @@
 
 The initramfs (cpio newc, gzip) holds:
   /bin/busybox (busybox-static) and one symlink per applet,
-  /init (tests/lab/guest/init),
+  /init (tests/lab/guest/init), /sbin/shutdown (tests/lab/guest/shutdown),
   /bin/qemu-ga and every shared library ldd reports for it,
   /lib/modules/*.ko for the virtio modules the guest needs, plus
   /lib/modules/load-order (dependency order, read by /init),
@@ -32,6 +32,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 INIT_SCRIPT = os.path.join(HERE, "guest", "init")
+SHUTDOWN_SCRIPT = os.path.join(HERE, "guest", "shutdown")
 DEFAULT_STATE_DIR = "/var/lib/kvm-hotplug-lab"
 
 BUSYBOX = "/bin/busybox"
@@ -161,7 +162,8 @@ def busybox_applets():
 
 
 def _check_inputs():
-    missing = [p for p in (BUSYBOX, QEMU_GA, INIT_SCRIPT) if not os.path.exists(p)]
+    missing = [p for p in (BUSYBOX, QEMU_GA, INIT_SCRIPT, SHUTDOWN_SCRIPT)
+               if not os.path.exists(p)]
     if missing:
         raise BuildError("missing %s; run tests/lab/install-packages" % ", ".join(missing))
 
@@ -170,7 +172,8 @@ def plan():
     """Everything the build uses: {'kver', 'kernel', 'files': [(dest, src)], ...}."""
     _check_inputs()
     kver, kernel = find_kernel()
-    files = [("/init", INIT_SCRIPT), ("/bin/busybox", BUSYBOX), ("/bin/qemu-ga", QEMU_GA)]
+    files = [("/init", INIT_SCRIPT), ("/sbin/shutdown", SHUTDOWN_SCRIPT),
+             ("/bin/busybox", BUSYBOX), ("/bin/qemu-ga", QEMU_GA)]
     for lib in shared_libs(QEMU_GA):
         files.append((lib, lib))
     mods = module_order(kver)
@@ -267,7 +270,7 @@ def build_archive(p):
         if dest.startswith("/usr/") or dest.count("/") == 1:
             # keep everything in /bin and /sbin; /usr is not in the guest
             dest = "/bin/" + os.path.basename(dest)
-        if dest in links or dest in ("/bin/busybox", "/bin/qemu-ga", "/init"):
+        if dest in links or dest in ("/bin/busybox", "/bin/qemu-ga", "/init", "/sbin/shutdown"):
             continue
         links.add(dest)
         c.symlink(dest, "/bin/busybox")
