@@ -89,6 +89,7 @@ class VcpuManager(object):
         self.service = params['libvirt_service']
         self.started = started if started is not None else time.monotonic()
         self.resyncs = []
+        self.resync_error = None
         self.calls = []
         self.warnings = []
         self.notes = []
@@ -130,7 +131,9 @@ class VcpuManager(object):
             parts.append('QEMU has vCPUs %s that libvirt does not list as enabled' % format_cpulist(unknown))
         advice = ('Set stale_view: resync to let the module restart %s so libvirt re-reads the domain from QEMU '
                   '(running guests are not affected), or restart it yourself.' % (self.service or detect_service()))
-        if self.resyncs:
+        if self.resync_error:
+            advice = 'Resynchronizing failed: %s' % self.resync_error
+        elif self.resyncs:
             advice = 'Restarting %s did not resynchronize it.' % self.resyncs[-1]['service']
         return ('libvirt\'s view of domain %s is stale %s: %s (QEMU never sent DEVICE_DELETED, or libvirt missed it). %s'
                 % (self.name, when, '; '.join(parts), advice))
@@ -223,9 +226,14 @@ class VcpuManager(object):
                     'further vCPU or memory hot-add is refused until the domain is shut down and started again, '
                     'because QEMU would crash' % (self.name, format_cpulist(leaked)))
         if outcome == STALE and self.stale_view == 'resync':
-            self._resync('stale after the change')
-            views = self._settle(live_plan)
-            outcome = classify(live_plan.after, live_plan.before, views, self.wait_for_guest)
+            try:
+                self._resync('stale after the change')
+            except HotplugError as exc:
+                # the change happened; report it with the stale view instead of losing it in a bare error
+                self.resync_error = exc.msg
+            else:
+                views = self._settle(live_plan)
+                outcome = classify(live_plan.after, live_plan.before, views, self.wait_for_guest)
         if failed_add or failed_remove:
             first = (failed_add or failed_remove)[0]
             self.notes.append('libvirt refused to %s vCPU %d: %s' % (first.action, first.vcpu, first.error))

@@ -266,3 +266,16 @@ def test_bad_input_is_refused_before_anything(sim, capsys, args, message):
     result, failed = run_main(vcpu_hotplug.main, dict(name='sim', **args), capsys)
     assert failed and message in result['msg']
     assert dom.writes == []
+
+
+def test_refused_resync_after_the_change_still_reports_the_change(sim, capsys, mocker):
+    other = SimDomain(name='other', uuid='99999999-2222-3333-4444-555555555555', job={
+        'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED, 'operation': libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT})
+    mocker.patch.object(SimConnection, 'listAllDomains', lambda self, flags=0: list(self.domains.values()))
+    dom = sim(enabled=(0, 1, 2, 3), behaviour='tcg', domain_type='qemu', others=[other])
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=2, stale_view='resync', timeout=5), capsys)
+    assert failed and result['outcome'] == 'stale'
+    assert result['changed'] is True
+    assert 'Resynchronizing failed: not restarting libvirt' in result['msg']
+    assert result['qemu']['present'] == [0, 1]
+    assert dom.qemu == {0, 1}
