@@ -338,10 +338,13 @@ def plan_evacuation(domains, offlined, online_after, isolated=()):
                                                      format_cpulist(cpus), why))
                         continue
                     remaining = fallback
-                reason = ('all its CPUs go offline; moved to the %s' % (
-                    'CPUs of its <vcpu cpuset> that stay online' if pins.cpuset
-                    else 'host CPUs that stay online (not isolated)')) if used_fallback else \
-                    'CPU %s goes offline' % format_cpulist(set(cpus) & offlined) if len(set(cpus) & offlined) == 1 else 'CPUs %s go offline' % format_cpulist(set(cpus) & offlined)
+                lost = sorted(set(cpus) & offlined)
+                if used_fallback:
+                    reason = 'all its CPUs go offline; moved to the %s' % (
+                        'CPUs of its <vcpu cpuset> that stay online' if pins.cpuset
+                        else 'host CPUs that stay online (not isolated)')
+                else:
+                    reason = ('CPU %s goes offline' if len(lost) == 1 else 'CPUs %s go offline') % format_cpulist(lost)
                 domain_changes.append(PinChange(scope=scope, kind=kind, id=ident, source=source, before=tuple(cpus),
                                                 after=remaining, fallback=used_fallback, reason=reason))
                 original = record.get((kind, ident), (tuple(cpus), None))[0]

@@ -81,11 +81,18 @@ def run_task(params, check_mode, diff_mode, clock=time.monotonic):
         if not cpu_ids and not block_ids:
             raise HotplugError('nothing to do: no CPU, memory block or NUMA node was given (or the node has none)')
         zones = recorded_zones(tree.root)
-        plan = plan_host_change(host, state, cpu_ids, block_ids, params['online_type'], numa_node=node_id,
-                                recorded_zones=zones)
+        try:
+            plan = plan_host_change(host, state, cpu_ids, block_ids, params['online_type'], numa_node=node_id,
+                                    recorded_zones=zones)
+        except HotplugError:
+            # Refused already; with evacuation on, read the domains too so that the refusal lists
+            # every reason (a node its domains are bound to, a domain left without CPU), not the first few.
+            if state != 'offline' or not params['evacuate'] or libvirt is None:
+                raise
+            plan = None
         want_domains = False
         if state == 'offline' and params['evacuate']:
-            want_domains = bool(plan.cpus_change or plan.nodes_losing_memory)
+            want_domains = plan is None or bool(plan.cpus_change or plan.nodes_losing_memory)
         if state == 'online' and params['repin_on_online'] and cpu_ids:
             want_domains = True
         if not want_domains:

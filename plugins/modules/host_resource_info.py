@@ -219,6 +219,37 @@ failing:
   returned: always
   type: list
   elements: dict
+  contains:
+    source:
+      description: Where the counts come from, V(edac) or V(rasdaemon).
+      type: str
+    controller:
+      description: EDAC memory controller number (C(mcN)), or rasdaemon's C(mc) field.
+      type: int
+    kind:
+      description: V(dimm), V(rank), V(controller) (errors not attributed to a DIMM) or V(label) (rasdaemon only).
+      type: str
+    id:
+      description: The N of C(dimmN), C(rankN) or C(mcN); null for rasdaemon labels.
+      type: int
+    label:
+      description: The DIMM label (from the firmware or C(ras-mc-ctl --register-labels)), or the controller name.
+      type: str
+    location:
+      description: EDAC's location of the DIMM, for example V(channel 0 slot 0).
+      type: str
+    ce_count:
+      description: Corrected errors (the larger of EDAC's count since boot and rasdaemon's history).
+      type: int
+    ue_count:
+      description: Uncorrected errors, counted the same way.
+      type: int
+    reason:
+      description: Why it is listed.
+      type: str
+    mapping:
+      description: The memory this DIMM backs, as far as known, with V(level), V(nodes), V(memory_blocks) and V(reason).
+      type: dict
   sample:
     - source: edac
       controller: 0

@@ -70,8 +70,8 @@ options:
       - V(auto) brings each block back into the zone it was in when this module took it offline (C(online_movable) for
         ZONE_MOVABLE, C(online_kernel) for DMA, DMA32 and Normal), recorded in C(/run/kvm.hotplug/memory-zones.json) for the
         current boot. For a block without a record it follows the host's policy for new memory
-        (C(/sys/devices/system/memory/auto_online_blocks)): C(online_movable) or C(online_kernel) when that zone is offered,
-        else C(online), the kernel's default zone.
+        (C(/sys/devices/system/memory/auto_online_blocks)), that is C(online_movable) or C(online_kernel) when that zone is
+        offered, else C(online), the kernel's default zone.
       - The kernel's default alone is not enough, a ZONE_MOVABLE block offlined and onlined with plain C(online) comes back
         in ZONE_NORMAL, where unmovable kernel allocations soon keep it from going offline again.
       - V(online), V(online_movable) and V(online_kernel) write that word to the block's C(state).

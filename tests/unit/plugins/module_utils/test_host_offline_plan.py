@@ -183,8 +183,8 @@ def test_final_error_is_not_retried(host_root, mocker):
     assert 'memory block 5 cannot go offline: EINVAL' in exc.value.msg
     assert 'brought memory block 35 back online' in exc.value.msg
     assert kernel.busy_count == {} and kernel.state(35) == 'online'
-    assert [w for w in kernel.writes if w[0].endswith('memory5/state')] == [('devices/system/memory/memory5/state',
-                                                                              'offline')]
+    writes = [w for w in kernel.writes if w[0].endswith('memory5/state')]
+    assert writes == [('devices/system/memory/memory5/state', 'offline')]
 
 
 def test_rollback_that_fails_says_so(host_root, mocker):
