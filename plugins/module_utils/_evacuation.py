@@ -252,17 +252,31 @@ def read_domains(conn):
             scopes['config'] = read_scope(dom, snapshot.config, 'config')
         bound = ()
         if snapshot.live is not None:
-            pin = snapshot.live.pinning
-            if pin.numa_memory_mode in BINDING_MODES or pin.numa_memnodes:
-                nodes = set(pin.numa_memory_nodeset or ()) if pin.numa_memory_mode in BINDING_MODES else set()
-                for cell_nodes in pin.numa_memnodes.values():
-                    nodes.update(cell_nodes)
-                bound = tuple(sorted(nodes))
+            bound = _bound_nodes(dom, snapshot.live.pinning)
         domains.append(DomainPins(
             name=snapshot.name, uuid=snapshot.uuid, state=snapshot.state, active=snapshot.active,
             persistent=snapshot.persistent, migrating=snapshot.job.migrating, job_operation=snapshot.job.operation,
             scopes=scopes, bound_nodes=bound, dom=dom))
     return sorted(domains, key=lambda d: d.name)
+
+
+def _bound_nodes(dom, pin):
+    """Host nodes a running domain's memory is bound to (numatune), asking libvirt when placement='auto' left
+    the XML without a nodeset (numad chose it)."""
+    if pin.numa_memory_mode not in BINDING_MODES and not pin.numa_memnodes:
+        return ()
+    nodes = set()
+    if pin.numa_memory_mode in BINDING_MODES:
+        nodeset = pin.numa_memory_nodeset
+        if nodeset is None:
+            try:
+                nodeset = parse_cpulist(dom.numaParameters(libvirt.VIR_DOMAIN_AFFECT_LIVE).get('numa_nodeset'))
+            except (libvirt.libvirtError, ValueError, AttributeError):
+                nodeset = ()
+        nodes.update(nodeset or ())
+    for cell_nodes in pin.numa_memnodes.values():
+        nodes.update(cell_nodes)
+    return tuple(sorted(nodes))
 
 
 def bound_nodes_map(domains):

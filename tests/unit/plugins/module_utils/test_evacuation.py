@@ -172,3 +172,10 @@ def test_record_format_round_trip():
     assert ev.format_record({}) is None
     assert ev.parse_record('<evacuation><pin kind="vcpu" id="x"/></evacuation>') == {}
     assert ev.parse_record('not xml') == {}
+
+
+def test_numatune_placed_by_numad_is_asked_from_libvirt():
+    xml = domain_xml('auto').replace("<os>", "<numatune><memory mode='strict' placement='auto'/></numatune><os>")
+    dom = PinnableDomain('auto', xml)
+    dom.numaParameters = lambda flags: {'numa_mode': 0, 'numa_nodeset': '1'}
+    assert ev.bound_nodes_map(ev.read_domains(conn_with(dom))) == {1: ['auto']}
