@@ -16,6 +16,7 @@ Private to the kvm.hotplug collection; not a public API.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 
 from ansible_collections.kvm.hotplug.plugins.module_utils import _evacuation as evacuation
@@ -90,6 +91,8 @@ def run_task(params, check_mode, diff_mode, clock=time.monotonic):
             if state != 'offline' or not params['evacuate'] or libvirt is None:
                 raise
             plan = None
+        if plan is not None:
+            _check_writable(tree, plan)
         want_domains = False
         if state == 'offline' and params['evacuate']:
             want_domains = plan is None or bool(plan.cpus_change or plan.nodes_losing_memory)
@@ -116,6 +119,17 @@ def run_task(params, check_mode, diff_mode, clock=time.monotonic):
                                 + [c + 1 for c in host.cpus])
             return _finish(tree, host, plan, pin_plan, cpumap_length, params, check_mode, diff_mode, started, clock,
                            domains_checked=True, uri=conn_uri(conn))
+
+
+def _check_writable(tree, plan):
+    """Refuse before any change when a sysfs file the plan writes cannot be written (not root, read-only /sys)."""
+    paths = [tree.cpu_path(c, 'online') for c in plan.cpus_change]
+    paths += [tree.memory_path(b, 'state') for b in plan.blocks_change]
+    denied = [p for p in paths if not os.access(p, os.W_OK)]
+    if denied:
+        raise HotplugError('cannot write %s%s (run the task as root, with become: true); nothing was changed'
+                           % (denied[0], ' and %d more' % (len(denied) - 1) if len(denied) > 1 else ''),
+                           not_writable=denied)
 
 
 def _only_records_for(domain, cpus):

@@ -226,3 +226,13 @@ def test_zone_record_is_per_boot(tmp_path, capsys, mocker, host):
     assert _memory_zone_record.recorded_zones(root) == {34: 'Movable'}
     mocker.patch.object(_memory_zone_record, '_boot_id', return_value='another-boot')
     assert _memory_zone_record.recorded_zones(root) == {}
+
+
+def test_unwritable_sysfs_is_refused_before_any_change(host, capsys, mocker):
+    root, kernel = host
+    real_access = os.access
+    mocker.patch.object(_host_resource_task.os, 'access',
+                        side_effect=lambda p, m: False if p.endswith('memory35/state') else real_access(p, m))
+    result, failed = run(capsys, root, memory_blocks=['34-35'], evacuate=False)
+    assert failed and 'memory35/state' in result['msg'] and 'become: true' in result['msg']
+    assert kernel.writes == []
