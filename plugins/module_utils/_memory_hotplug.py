@@ -205,7 +205,7 @@ def _run_locked(module, dom, request):
 
     if wait_guest and problem is None:
         done, view, waited = wait_for(lambda: observe_guest(dom), lambda v: v['agree'] is True and v['guest_view'],
-                                      timeout, interval=0.5)
+                                      timeout)
         view['waited'] = round(waited, 1)
         result['verification'] = view
         if not done:

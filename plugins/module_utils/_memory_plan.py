@@ -159,12 +159,14 @@ def plan_memory(model, request, block_kib, where, name):
             raise HotplugError(
                 'size %s is below the boot memory of domain %s, %s (%s), which hotplug cannot change'
                 % (format_kib(size_after), context, format_kib(boot), _cells_text(model)))
+        if not model.numa_cells:
+            raise HotplugError('domain %s has no guest NUMA cells (<cpu><numa>): %s devices need at least one%s '
+                               '(both change only in the persistent definition, with a restart)'
+                               % (context, request.model,
+                                  ' and <maxMemory slots=...>' if model.max_memory_kib is None else ''))
         if model.max_memory_kib is None:
             raise HotplugError('domain %s has no <maxMemory>: memory hotplug needs <maxMemory slots=...> in the '
                                'domain definition (changing it needs a restart)' % context)
-        if not model.numa_cells:
-            raise HotplugError('domain %s has no guest NUMA cells (<cpu><numa>): %s devices need at least one'
-                               % (context, request.model))
         delta = size_after - size_before
         if request.model == DIMM:
             actions.extend(_plan_dimms(model, request, block_kib, delta, size_before, context))
