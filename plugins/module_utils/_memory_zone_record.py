@@ -5,11 +5,12 @@
 """Remembering which zone a memory block was in when this collection took it offline.
 
 The kernel forgets: an offlined ZONE_MOVABLE block brought back with a plain
-"online" lands in ZONE_NORMAL (its default once the movable zone shrank), and can
-then rarely go offline again.  So host_resource_offline writes the zone of each
-block it offlines to a small JSON file under /run (tmpfs: gone at reboot, when the
-kernel lays out its zones afresh), with the boot id so a stale file is ignored,
-and onlines each block back into that zone.
+"online" lands in ZONE_NORMAL (its default once the movable zone shrank), and
+stops going offline as soon as the kernel places an unmovable allocation on it.
+So host_resource_offline writes the zone of each block it offlines to a small
+JSON file under /run (tmpfs: gone at reboot, when the kernel lays out its zones
+afresh), with the boot id so a stale file is ignored, and onlines each block
+back into that zone.
 
 Private to the kvm.hotplug collection; not a public API.
 """

@@ -73,7 +73,7 @@ options:
         (C(/sys/devices/system/memory/auto_online_blocks)), that is C(online_movable) or C(online_kernel) when that zone is
         offered, else C(online), the kernel's default zone.
       - The kernel's default alone is not enough, a ZONE_MOVABLE block offlined and onlined with plain C(online) comes back
-        in ZONE_NORMAL, where unmovable kernel allocations soon keep it from going offline again.
+        in ZONE_NORMAL, where the kernel may place unmovable allocations that then keep it from going offline again.
       - V(online), V(online_movable) and V(online_kernel) write that word to the block's C(state).
     type: str
     choices: [auto, online, online_movable, online_kernel]
