@@ -5,7 +5,7 @@
 
 ansible-test needs the collection under ansible_collections/kvm/hotplug, so
 each run copies the working tree (files git knows or would add) to
-$TMPDIR/kvm.hotplug-tests/ansible_collections/kvm/hotplug first.  Nothing here needs
+$TMPDIR/kvm.hotplug-tests-XXXX/ansible_collections/kvm/hotplug first.  Nothing here needs
 docker or network access beyond the package index: ansible-test's pip
 bootstrap download is replaced by a local stand-in (see ensure_pip_standin).
 """
@@ -13,6 +13,7 @@ bootstrap download is replaced by a local stand-in (see ensure_pip_standin).
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import re
 import shutil
@@ -24,9 +25,10 @@ import xml.etree.ElementTree as ET
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TMP = os.path.join(REPO, '.tmp')
-# Outside the repository: inside it, ansible-test would ask the outer git checkout which files
-# exist, and .tmp is ignored there, so it would find none.
-COLLECTION_ROOT = os.path.join(tempfile.gettempdir(), 'kvm.hotplug-tests')
+# Outside the repository (inside it, ansible-test would ask the outer git checkout which files exist,
+# and .tmp is ignored there, so it would find none), and one tree per run, so that two runs at once
+# do not delete each other's tree.  Removed at exit unless KVMHP_KEEP_TREE is set.
+COLLECTION_ROOT = tempfile.mkdtemp(prefix='kvm.hotplug-tests-')
 COLLECTION = os.path.join(COLLECTION_ROOT, 'ansible_collections', 'kvm', 'hotplug')
 PYTHON_VERSION = '%d.%d' % sys.version_info[:2]
 # Tooling that is not part of the collection (galaxy.yml build_ignore) stays out of the test tree.
@@ -207,7 +209,13 @@ def summarize(results):
     return 0 if failed == 0 and all(r['code'] == 0 for r in results) else 1
 
 
+def remove_tree():
+    if not os.environ.get('KVMHP_KEEP_TREE'):
+        shutil.rmtree(COLLECTION_ROOT, ignore_errors=True)
+
+
 def main():
+    atexit.register(remove_tree)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('part', choices=['sanity', 'units', 'integration', 'all', 'demo'])
     parser.add_argument('targets', nargs='*', help='integration targets (default: all)')

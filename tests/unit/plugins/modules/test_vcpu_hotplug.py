@@ -120,6 +120,9 @@ class SimDomain(object):
         self.libvirt = set(self.qemu)
 
 
+MIGRATING = {'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED, 'operation': libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT}
+
+
 class SimConnection(FakeConnection):
     def getCPUMap(self, flags=0):
         return (2, [True, True], 2)
@@ -226,8 +229,7 @@ def test_stale_before_change_changes_nothing(sim, capsys):
 
 
 def test_resync_refused_while_another_domain_migrates(sim, capsys, mocker):
-    other = SimDomain(name='other', uuid='99999999-2222-3333-4444-555555555555', job={'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED,
-                                         'operation': libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT})
+    other = SimDomain(name='other', uuid='99999999-2222-3333-4444-555555555555', job=MIGRATING)
     mocker.patch.object(SimConnection, 'listAllDomains', lambda self, flags=0: list(self.domains.values()))
     dom = sim(enabled=(0, 1), domain_type='qemu', others=[other])
     dom.libvirt = {0, 1, 2}
@@ -269,8 +271,7 @@ def test_bad_input_is_refused_before_anything(sim, capsys, args, message):
 
 
 def test_refused_resync_after_the_change_still_reports_the_change(sim, capsys, mocker):
-    other = SimDomain(name='other', uuid='99999999-2222-3333-4444-555555555555', job={
-        'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED, 'operation': libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT})
+    other = SimDomain(name='other', uuid='99999999-2222-3333-4444-555555555555', job=MIGRATING)
     mocker.patch.object(SimConnection, 'listAllDomains', lambda self, flags=0: list(self.domains.values()))
     dom = sim(enabled=(0, 1, 2, 3), behaviour='tcg', domain_type='qemu', others=[other])
     result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=2, stale_view='resync', timeout=5), capsys)
