@@ -177,7 +177,35 @@ def _run_locked(module, dom, request):
         return _finish(module, dom, result, before, after, snapshot.live)
 
     entries = []
-    problem = None
+    problem = _apply_sides(module, dom, name, sides, models, plans, timeout, result, before, entries)
+    result['actions'] = entries
+    if wait_guest and problem is None:
+        done, view, waited = wait_for(lambda: observe_guest(dom), lambda v: v['agree'] is True and v['guest_view'],
+                                      timeout)
+        view['waited'] = round(waited, 1)
+        result['verification'] = view
+        if not done:
+            problem = _guest_problem(name, view, timeout)
+
+    # Report the state as it is now, after the guest had its time (virtio-mem's plugged size and the balloon
+    # follow the guest).
+    after_snapshot = read_domain(dom)
+    after = _views(dict(live=after_snapshot.live, config=after_snapshot.config))
+    result['changed'] = _changed(before, after, plans)
+    removal = [e for e in entries if e['where'] == 'live' and (
+        e['action'] == 'detach' or (e['action'] == 'resize' and e['requested_mib'] < e['from_mib']))]
+    if removal:
+        statuses = set(e.get('status') for e in removal)
+        result['unplug'] = 'rejected' if 'rejected' in statuses else 'pending' if 'pending' in statuses else 'completed'
+        result['unplug_devices'] = [e for e in removal if e.get('status') != 'done']
+    _finish(module, dom, result, before, after, after_snapshot.live)
+    if problem:
+        raise HotplugError(problem, **result)
+    return result
+
+
+def _apply_sides(module, dom, name, sides, models, plans, timeout, result, before, entries):
+    """Apply the live plan, then (only when it completed) the config plan; return why one stopped, or None."""
     try:
         for side in sides:
             problem = apply_plan(dom, name, models[side], plans[side], timeout, entries)
@@ -186,37 +214,11 @@ def _run_locked(module, dom, request):
                 for later in sides[sides.index(side) + 1:]:
                     entries.extend(dict(describe_action(action, later), status='not run')
                                    for action in plans[later].actions)
-                break
+                return problem
     except HotplugError as exc:
-        failed = _reread_report(module, dom, result, before, plans, entries)
-        exc.details.update(failed)
+        exc.details.update(_reread_report(module, dom, result, before, plans, entries))
         raise
-
-    after_snapshot = read_domain(dom)
-    result['actions'] = entries
-    after = _views(dict(live=after_snapshot.live, config=after_snapshot.config))
-    result['changed'] = _changed(before, after, plans)
-    removal = [e for e in entries if e['action'] == 'detach' or (e['action'] == 'resize'
-                                                                 and e['requested_mib'] < e['from_mib'])]
-    if any(e['where'] == 'live' for e in removal):
-        statuses = set(e.get('status') for e in removal if e['where'] == 'live')
-        result['unplug'] = 'rejected' if 'rejected' in statuses else 'pending' if 'pending' in statuses else 'completed'
-        result['unplug_devices'] = [e for e in removal if e['where'] == 'live' and e.get('status') != 'done']
-
-    if wait_guest and problem is None:
-        done, view, waited = wait_for(lambda: observe_guest(dom), lambda v: v['agree'] is True and v['guest_view'],
-                                      timeout)
-        view['waited'] = round(waited, 1)
-        result['verification'] = view
-        if not done:
-            problem = _guest_problem(name, view, timeout)
-        # Report the state as it is after the wait (virtio-mem's plugged size and the balloon move with the guest).
-        after_snapshot = read_domain(dom)
-        after = _views(dict(live=after_snapshot.live, config=after_snapshot.config))
-    _finish(module, dom, result, before, after, after_snapshot.live)
-    if problem:
-        raise HotplugError(problem, **result)
-    return result
+    return None
 
 
 def _guest_problem(name, view, timeout):
@@ -248,7 +250,7 @@ def _reread_report(module, dom, result, before, plans, entries):
         snapshot = read_domain(dom)
     except HotplugError:
         details['memory'] = dict(before=before, after=None)
-        details['changed'] = bool(entries)
+        details['changed'] = any(e.get('status') == 'done' for e in entries)  # cannot re-read: what libvirt accepted
         return details
     after = _views(dict(live=snapshot.live, config=snapshot.config))
     details['changed'] = _changed(before, after, plans)
