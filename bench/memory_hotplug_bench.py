@@ -84,11 +84,26 @@ def module_add(domain, base_mib, size_mib):
     return total, result['elapsed']
 
 
+def serial_blocks(domain):
+    """Online memory blocks in the last state line of a lab guest's serial log (None outside the lab)."""
+    try:
+        with open('/var/lib/kvm-hotplug-lab/%s.serial.log' % domain, 'rb') as handle:
+            states = [line for line in handle.read().decode('utf-8', 'replace').splitlines()
+                      if line.startswith('KVMHP state ')]
+    except OSError:
+        return None
+    return int(states[-1].split('mem_blocks_online=')[1].split()[0]) if states else None
+
+
 def take_back(dom, boot_blocks):
     for flags, live in ((0, True), (libvirt.VIR_DOMAIN_XML_INACTIVE, False)):
         for xml in reversed(dimms(dom, flags)):
             dom.detachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE if live else libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     wait_until('the DIMMs leaving', lambda: not dimms(dom) and online_blocks(dom) == boot_blocks)
+    # The lab guest onlines a block the first time it sees it and forgets it only once it has seen it gone:
+    # let its loop notice before the next round plugs the same block again.
+    wait_until('the guest noticing', lambda: serial_blocks(dom.name()) in (None, boot_blocks))
+    time.sleep(1)
 
 
 def main():
