@@ -50,7 +50,8 @@ def compare_memory_views(libvirt_devices, qemu_devices=None, guest_blocks=None):
 
     Per device, the memory the guest should have from it (a DIMM's size, a
     virtio-mem device's requested size) is compared with what QEMU says is
-    plugged and with the guest blocks online inside the device's address range.
+    plugged and with the guest blocks online inside the device's address range
+    (a partly plugged virtio-mem memory block is online as a whole).
     Blocks outside every device (boot memory) are not judged.  Returns a dict
     with `agree` (None when the guest's view is unknown and the rest agrees),
     per-device details, and the aliases only libvirt or only QEMU knows.
@@ -84,7 +85,9 @@ def compare_memory_views(libvirt_devices, qemu_devices=None, guest_blocks=None):
             last = (start + length - 1) // block_bytes
             online_kib = sum(1 for b in online if first <= b <= last) * block_bytes // 1024
             entry['guest_online_mib'] = kib_to_mib(online_kib)
-            if online_kib != expected:
+            # virtio-mem plugs in device blocks (2 MiB): a partly plugged memory block is online as a whole.
+            block_kib = block_bytes // 1024
+            if online_kib != -(-expected // block_kib) * block_kib:
                 entry['agree'] = False
         if not entry['agree']:
             result['agree'] = False

@@ -100,8 +100,8 @@ options:
     description:
       - After the change, wait until the guest sees the memory, read through the QEMU guest agent
         (C(guest-get-memory-blocks)) together with QEMU's own view (C(query-memory-devices)).
-        For each DIMM every memory block in its address range must be online, for each virtio-mem device the blocks
-        online in its range must equal its requested size and the guest driver must have plugged exactly that.
+        For each DIMM every memory block in its address range must be online, for each virtio-mem device the guest
+        driver must have plugged exactly its requested size and the memory blocks online in its range must cover it.
       - Fails when the guest agent cannot be asked, saying why.
       - Also applies when nothing needed to change, so a run with this option confirms the guest's view.
     type: bool

@@ -53,6 +53,9 @@ DIMM_BLOCKS = list(range(32, 36))  # 512 MiB at 4 GiB
     ([vmem('virtiomem0', 512, 256)], {'virtiomem0': qemu_vmem(256)}, blocks(BOOT + [32, 33]), False, 256),
     # virtio-mem shrunk to nothing
     ([vmem('virtiomem0', 0, 0)], {'virtiomem0': qemu_vmem(0)}, blocks(BOOT), True, 0),
+    # virtio-mem asked for 200 MiB (set outside the module): two memory blocks online, one of them in part
+    ([vmem('virtiomem0', 200, 200)], {'virtiomem0': qemu_vmem(200)}, blocks(BOOT + [32, 33]), True, 256),
+    ([vmem('virtiomem0', 200, 200)], {'virtiomem0': qemu_vmem(200)}, blocks(BOOT + [32]), False, 128),
 ])
 def test_device_views(devices, qemu, guest, agree, detail):
     view = compare_memory_views(devices, qemu, guest)
