@@ -13,8 +13,8 @@ short_description: Read the hotplug-relevant state of libvirt domains
 version_added: 0.1.0
 description:
   - Returns, for one domain or every domain of a hypervisor, what matters for CPU and memory hotplug
-    in both the running (live) and the persistent (config) definition
-    vCPU maximum, current and each vCPU's enabled, hotpluggable and order, the CPU topology,
+    in both the running (live) and the persistent (config) definition.
+  - That is the vCPU maximum and current count, each vCPU's enabled, hotpluggable and order, the CPU topology,
     pinning (C(cputune), C(numatune)), guest NUMA cells, memory, C(maxMemory) and its slots,
     memory devices and the balloon.
   - Also returns the domain state, whether a job (a migration, for example) is running,

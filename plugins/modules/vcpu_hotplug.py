@@ -14,9 +14,9 @@ version_added: 0.1.0
 description:
   - Makes a libvirt domain have the number of vCPUs you state (O(count)), or enables or disables individual vCPUs (O(vcpus)),
     in the running domain and/or its persistent config. Running it again changes nothing.
-  - Every limit is checked before anything changes, and the failure message names it
-    the maximum vCPU count, vCPU 0 and vCPUs that are not hotpluggable, ids out of range,
-    guest NUMA cells, C(<cputune>) pinning, the CPU topology, a running migration job, and the domain state.
+  - Every limit is checked before anything changes, and the failure message names the limit.
+    The limits are the maximum vCPU count, vCPU 0 and vCPUs that are not hotpluggable, ids out of range,
+    guest NUMA cells, C(<cputune>) pinning, the CPU topology, a running job (a migration), and the domain state.
   - After a live change the module does not trust libvirt's return code. It re-reads libvirt's live definition,
     QEMU's own list of vCPUs (O(raw_queries)) and, when asked (O(wait_for_guest)), the guest's online CPUs
     through the guest agent, and reports what really happened in RV(outcome).
