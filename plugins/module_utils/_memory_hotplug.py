@@ -14,6 +14,7 @@ import time
 from ansible_collections.kvm.hotplug.plugins.module_utils._domain_lock import DomainLock
 from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import DomainXMLError, parse_domain_xml
 from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import read_domain, refuse_during_migration
+from ansible_collections.kvm.hotplug.plugins.module_utils._tcg_hazard import refuse_if_hazardous
 from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import guest_memory, guest_memory_blocks
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
     HotplugError, LibvirtSession, lookup_domain, libvirt,
@@ -160,6 +161,10 @@ def _run_locked(module, dom, request):
     models = dict(live=snapshot.live, config=snapshot.config)
     block_kib, block_source = block_size(dom, snapshot.live)
     plans = dict((side, plan_memory(models[side], request, block_kib, side, name)) for side in sides)
+    live_device_changes = [a for a in plans['live'].actions if not isinstance(a, SetBalloon)] if 'live' in plans else []
+    if live_device_changes:
+        # a TCG QEMU that still holds hot-unplugged vCPUs crashes on the next memory-map change
+        refuse_if_hazardous(dom, name, 'change the memory devices')
     before = _views(models)
     wait_guest = params['wait_for_guest'] and 'live' in sides
     if params['wait_for_guest'] and 'live' not in sides:

@@ -39,6 +39,7 @@ class FakeDomain(object):
         self.qmp_replies = qmp_replies or {}
         self.agent_replies = agent_replies or {}
         self.calls = []
+        self.metadata_xml = {}
 
     def name(self):
         return self._name
@@ -75,6 +76,16 @@ class FakeDomain(object):
         if self.guest_vcpus_reply is None:
             raise FakeLibvirtError('Guest agent is not responding', libvirt.VIR_ERR_AGENT_UNRESPONSIVE)
         return dict(self.guest_vcpus_reply)
+
+    def metadata(self, kind, uri, flags=0):
+        if uri not in self.metadata_xml:
+            raise FakeLibvirtError('metadata not found: Requested metadata element is not present',
+                                   libvirt.VIR_ERR_NO_DOMAIN_METADATA)
+        return self.metadata_xml[uri]
+
+    def setMetadata(self, kind, xml, key, uri, flags=0):
+        self.metadata_xml[uri] = xml
+        return 0
 
     # libvirt_qemu entry points are module functions; tests patch them to call these.
     def qmp(self, command_json):

@@ -16,7 +16,7 @@ import pytest
 from lxml import etree
 
 from ansible_collections.kvm.hotplug.plugins.module_utils import (
-    _domain_lock, _libvirt_connection, _memory_apply, _memory_hotplug, _qemu_monitor, _waiting,
+    _domain_lock, _libvirt_connection, _memory_apply, _memory_hotplug, _qemu_monitor, _tcg_hazard, _waiting,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
 from ansible_collections.kvm.hotplug.plugins.modules import memory_hotplug
@@ -422,6 +422,16 @@ def test_libvirt_error_midway_reports_the_state_read_again(lab, capsys, mocker):
     assert result['changed'] is True  # the first DIMM is in
     assert result['memory']['after']['live']['size_mib'] == 768
     assert [a['status'] for a in result['actions']] == ['done', 'failed']
+
+
+def test_tcg_domain_holding_unplugged_vcpus_refuses_memory_devices_but_not_the_balloon(lab, capsys):
+    # a TCG QEMU that did not finalize hot-unplugged vCPUs crashes on the next memory-map change
+    lab.metadata_xml[_tcg_hazard.METADATA_URI] = '<tcg-unplugged-vcpus vcpus="2-3"/>'
+    result, failed = run(capsys, size='1GiB')
+    assert failed and 'still holds vCPUs 2-3 that were hot-unplugged earlier' in result['msg']
+    assert lab.writes == []
+    balloon, failed = run(capsys, current_memory='384MiB', config=False)
+    assert not failed and balloon['changed'] is True
 
 
 def test_both_live_and_config_false_is_refused(lab, capsys):
