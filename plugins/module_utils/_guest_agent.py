@@ -14,16 +14,22 @@ Private to the kvm.hotplug collection; not a public API.
 from __future__ import annotations
 
 import json
+import time
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist, parse_cpulist
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import error_text, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import DeadlineExceeded, call_with_deadline
 
 try:
     import libvirt_qemu
 except ImportError:
     libvirt_qemu = None
 
-AGENT_TIMEOUT_SECONDS = 5
+AGENT_TIMEOUT_SECONDS = 10
+
+# Domains (by UUID) whose agent request is still hanging in this process: asking again would only queue
+# another request behind it in libvirt, so they are reported unavailable until the module ends.
+_HUNG_AGENTS = {}
 
 
 def unavailable(reason):
@@ -47,11 +53,14 @@ def guest_vcpus(dom, model):
     Guest CPU numbers are the guest kernel's logical CPU numbers, which need not
     equal libvirt's vCPU ids after hotplug; compare counts, not ids.
     """
-    reason = agent_usable(model)
+    reason = agent_usable(model) or _hung_reason(dom)
     if reason:
         return unavailable(reason)
     try:
-        info = dom.guestVcpus()
+        info = call_with_deadline(dom.guestVcpus, AGENT_TIMEOUT_SECONDS)
+    except DeadlineExceeded:
+        _HUNG_AGENTS[dom.UUIDString()] = time.monotonic()
+        return unavailable('guest agent did not answer within %d s (the guest may be hung)' % AGENT_TIMEOUT_SECONDS)
     except libvirt.libvirtError as exc:
         return unavailable('guest agent did not answer: %s' % error_text(exc))
     if not info or 'vcpus' not in info:
@@ -64,9 +73,12 @@ def guest_vcpus(dom, model):
                 online_count=len(online), online_cpulist=format_cpulist(online))
 
 
-def set_guest_vcpus(dom, cpu_ids, online):
-    """Online or offline guest CPUs through the agent (virDomainSetGuestVcpus)."""
-    dom.setGuestVcpus(format_cpulist(cpu_ids), 1 if online else 0, 0)
+def _hung_reason(dom):
+    started = _HUNG_AGENTS.get(dom.UUIDString())
+    if started is None:
+        return None
+    return ('an earlier guest agent request has not been answered for %d s (the guest may be hung)'
+            % (time.monotonic() - started + AGENT_TIMEOUT_SECONDS))
 
 
 def agent_command(dom, command, arguments=None, timeout=AGENT_TIMEOUT_SECONDS):

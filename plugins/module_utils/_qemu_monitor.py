@@ -18,11 +18,16 @@ from __future__ import annotations
 import json
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import error_text, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import DeadlineExceeded, call_with_deadline
 
 try:
     import libvirt_qemu
 except ImportError:
     libvirt_qemu = None
+
+
+# libvirt itself gives up on a busy monitor after about 30 s (it cannot get the domain's job).
+MONITOR_TIMEOUT_SECONDS = 35
 
 
 class QemuMonitorUnavailable(Exception):
@@ -37,7 +42,11 @@ def qmp(dom, command, arguments=None):
     if arguments:
         request['arguments'] = arguments
     try:
-        reply = json.loads(libvirt_qemu.qemuMonitorCommand(dom, json.dumps(request), 0))
+        reply = json.loads(call_with_deadline(libvirt_qemu.qemuMonitorCommand, MONITOR_TIMEOUT_SECONDS,
+                                              dom, json.dumps(request), 0))
+    except DeadlineExceeded:
+        raise QemuMonitorUnavailable('QEMU monitor query %s got no answer within %d s'
+                                     % (command, MONITOR_TIMEOUT_SECONDS))
     except libvirt.libvirtError as exc:
         raise QemuMonitorUnavailable('QEMU monitor query %s failed: %s' % (command, error_text(exc)))
     if 'error' in reply:

@@ -17,9 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import AGENT_TIMEOUT_SECONDS
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
     HotplugError, call, error_code, error_text, libvirt,
 )
+from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import DeadlineExceeded, call_with_deadline
 
 
 @dataclass(frozen=True)
@@ -95,12 +97,15 @@ def apply_maximum(dom, name, maximum):
 
 def apply_guest(dom, name, plan):
     """Online/offline CPUs inside the guest through the agent (virDomainSetGuestVcpus)."""
-    if plan.online:
-        call('onlining guest CPUs %s of domain %s through the guest agent' % (format_cpulist(plan.online), name),
-             dom.setGuestVcpus, format_cpulist(plan.online), 1, 0)
-    if plan.offline:
-        call('offlining guest CPUs %s of domain %s through the guest agent' % (format_cpulist(plan.offline), name),
-             dom.setGuestVcpus, format_cpulist(plan.offline), 0, 0)
+    for cpus, state, verb in ((plan.online, 1, 'onlining'), (plan.offline, 0, 'offlining')):
+        if not cpus:
+            continue
+        action = '%s guest CPUs %s of domain %s through the guest agent' % (verb, format_cpulist(cpus), name)
+        try:
+            call_with_deadline(call, AGENT_TIMEOUT_SECONDS, action, dom.setGuestVcpus, format_cpulist(cpus), state, 0)
+        except DeadlineExceeded:
+            raise HotplugError('%s: the agent did not answer within %d s; the guest may still carry it out'
+                               % (action, AGENT_TIMEOUT_SECONDS))
 
 
 def raise_for_failed_add(calls, name, **details):

@@ -9,7 +9,39 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
+import threading
 import time
+
+
+class DeadlineExceeded(Exception):
+    """A call did not return in time; it may still be running (and may still take effect)."""
+
+
+def call_with_deadline(func, timeout, *args):
+    """Run func(*args) and return its result, or raise DeadlineExceeded after timeout seconds.
+
+    For library calls that can block without a limit of their own, such as a
+    libvirt guest agent request to a guest whose agent hangs (libvirt's default
+    agent timeout is to wait forever).  The call runs in a daemon thread, which
+    is left behind when the deadline passes and ends with the module process.
+    """
+    outcome = {}
+
+    def target():
+        try:
+            outcome['value'] = func(*args)
+        except BaseException as exc:  # pylint: disable=broad-except
+            outcome['error'] = exc
+
+    worker = threading.Thread(target=target, name='deadline-call')
+    worker.daemon = True
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise DeadlineExceeded('no answer within %s s' % timeout)
+    if 'error' in outcome:
+        raise outcome['error']
+    return outcome.get('value')
 
 
 def wait_for(observe, is_done, timeout, interval=0.25, sleep=time.sleep, clock=time.monotonic):

@@ -73,3 +73,14 @@ def test_lock_falls_back_to_next_directory(tmp_path):
     blocked.write_text('not a directory')
     with DomainLock('uuid-3', 'dom', timeout=1, lock_dirs=(str(blocked / 'sub'), str(tmp_path / 'ok'))):
         assert (tmp_path / 'ok' / 'uuid-3.lock').exists()
+
+
+def test_call_with_deadline_returns_and_raises():
+    from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import DeadlineExceeded, call_with_deadline
+    assert call_with_deadline(lambda a, b: a + b, 1, 2, 3) == 5
+    with pytest.raises(ZeroDivisionError):
+        call_with_deadline(lambda: 1 / 0, 1)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        call_with_deadline(time.sleep, 0.2, 5)
+    assert time.monotonic() - started < 2

@@ -109,3 +109,17 @@ def test_agent_returning_none_is_unavailable(connection, capsys):
     result, failed = run_main(domain_info.main, {'name': 'lab-numa'}, capsys)
     assert not failed
     assert result['domains'][0]['guest']['vcpus']['available'] is False
+
+
+def test_hung_guest_agent_is_reported_not_waited_for(connection, capsys, mocker):
+    import time as _time
+    from ansible_collections.kvm.hotplug.plugins.module_utils import _guest_agent
+    mocker.patch.object(_guest_agent, 'AGENT_TIMEOUT_SECONDS', 0.3)
+    mocker.patch.object(_guest_agent, '_HUNG_AGENTS', {})
+    dom = connection.domains['lab-numa']
+    mocker.patch.object(dom, 'guestVcpus', side_effect=lambda flags=0: _time.sleep(3))
+    started = _time.monotonic()
+    result, failed = run_main(domain_info.main, {'name': 'lab-numa'}, capsys)
+    assert not failed and _time.monotonic() - started < 2
+    vcpus = result['domains'][0]['guest']['vcpus']
+    assert vcpus['available'] is False and 'did not answer within' in vcpus['reason']
