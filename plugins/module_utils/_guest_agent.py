@@ -27,8 +27,9 @@ except ImportError:
 
 AGENT_TIMEOUT_SECONDS = 10
 
-# Domains (by UUID) whose agent request is still hanging in this process: asking again would only queue
-# another request behind it in libvirt, so they are reported unavailable until the module ends.
+# Domains (by UUID) whose agent request is still outstanding in this process, with the thread running it
+# and when it started: asking again would only queue another request behind it in libvirt, so they are
+# reported unavailable until that request ends (a guest busy onlining CPUs answers late, not never).
 _HUNG_AGENTS = {}
 
 
@@ -58,9 +59,10 @@ def guest_vcpus(dom, model):
         return unavailable(reason)
     try:
         info = call_with_deadline(dom.guestVcpus, AGENT_TIMEOUT_SECONDS)
-    except DeadlineExceeded:
-        _HUNG_AGENTS[dom.UUIDString()] = time.monotonic()
-        return unavailable('guest agent did not answer within %d s (the guest may be hung)' % AGENT_TIMEOUT_SECONDS)
+    except DeadlineExceeded as exc:
+        _HUNG_AGENTS[dom.UUIDString()] = (exc.worker, time.monotonic())
+        return unavailable('guest agent did not answer within %d s (the guest may be busy or hung)'
+                           % AGENT_TIMEOUT_SECONDS)
     except libvirt.libvirtError as exc:
         return unavailable('guest agent did not answer: %s' % error_text(exc))
     if not info or 'vcpus' not in info:
@@ -74,10 +76,15 @@ def guest_vcpus(dom, model):
 
 
 def _hung_reason(dom):
-    started = _HUNG_AGENTS.get(dom.UUIDString())
-    if started is None:
+    """Why not to ask the agent now: an earlier request of this process is still waiting for its answer."""
+    pending = _HUNG_AGENTS.get(dom.UUIDString())
+    if pending is None:
         return None
-    return ('an earlier guest agent request has not been answered for %d s (the guest may be hung)'
+    worker, started = pending
+    if worker is None or not worker.is_alive():
+        del _HUNG_AGENTS[dom.UUIDString()]  # it was answered late: ask again
+        return None
+    return ('an earlier guest agent request has not been answered for %d s (the guest may be busy or hung)'
             % (time.monotonic() - started + AGENT_TIMEOUT_SECONDS))
 
 

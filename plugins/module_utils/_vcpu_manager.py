@@ -218,7 +218,9 @@ class VcpuManager(object):
         outcome = classify(live_plan.after, live_plan.before, views, self.wait_for_guest)
         timed_out = [c.vcpu for c in calls if c.timed_out]
         if snapshot.live.is_tcg and timed_out and views.qemu_present is not None:
-            leaked = [v for v in timed_out if v not in views.qemu_present]
+            # QEMU removed it and libvirt still lists it after the grace time: DEVICE_DELETED never came, so
+            # QEMU never finalized the vCPU.  A vCPU whose event came late (libvirt caught up) is not leaked.
+            leaked = [v for v in timed_out if v not in views.qemu_present and v in views.libvirt_enabled]
             if leaked:
                 mark_leaked_vcpus(self.dom, leaked)
                 self.warnings.append(

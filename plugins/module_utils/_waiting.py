@@ -14,7 +14,14 @@ import time
 
 
 class DeadlineExceeded(Exception):
-    """A call did not return in time; it may still be running (and may still take effect)."""
+    """A call did not return in time; it may still be running (and may still take effect).
+
+    `worker` is the thread still running the call, so a caller can tell when it has ended.
+    """
+
+    def __init__(self, msg, worker=None):
+        super(DeadlineExceeded, self).__init__(msg)
+        self.worker = worker
 
 
 def call_with_deadline(func, timeout, *args):
@@ -38,7 +45,7 @@ def call_with_deadline(func, timeout, *args):
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        raise DeadlineExceeded('no answer within %s s' % timeout)
+        raise DeadlineExceeded('no answer within %s s' % timeout, worker)
     if 'error' in outcome:
         raise outcome['error']
     return outcome.get('value')

@@ -123,3 +123,22 @@ def test_hung_guest_agent_is_reported_not_waited_for(connection, capsys, mocker)
     assert not failed and _time.monotonic() - started < 2
     vcpus = result['domains'][0]['guest']['vcpus']
     assert vcpus['available'] is False and 'did not answer within' in vcpus['reason']
+
+
+def test_agent_that_answers_late_is_asked_again(mocker):
+    import threading
+    from ansible_collections.kvm.hotplug.plugins.module_utils import _guest_agent
+    from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import parse_domain_xml
+    mocker.patch.object(_guest_agent, 'AGENT_TIMEOUT_SECONDS', 0.2)
+    mocker.patch.object(_guest_agent, '_HUNG_AGENTS', {})
+    dom = FakeDomain('lab-numa', xml('numa-live.xml'), guest_vcpus={'vcpus': '0-2', 'online': '0-2', 'offlinable': '1-2'})
+    model = parse_domain_xml(xml('numa-live.xml'))
+    release = threading.Event()
+    answer = dom.guestVcpus
+    mocker.patch.object(dom, 'guestVcpus', side_effect=lambda flags=0: release.wait(5) and answer())
+    assert 'did not answer within' in _guest_agent.guest_vcpus(dom, model)['reason']
+    assert 'not been answered' in _guest_agent.guest_vcpus(dom, model)['reason']  # no second request queued
+    release.set()
+    import time as _time
+    _time.sleep(0.3)
+    assert _guest_agent.guest_vcpus(dom, model)['online_count'] == 3  # the late answer cleared the marker

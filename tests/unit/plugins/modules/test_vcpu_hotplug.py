@@ -61,6 +61,7 @@ class SimDomain(object):
         return dict(self.job)
 
     def XMLDesc(self, flags=0):
+        self._deliver_late_event()
         enabled = self.config if flags & libvirt.VIR_DOMAIN_XML_INACTIVE else self.libvirt
         xml = domain_xml(name=self._name, enabled=tuple(sorted(enabled)), domain_type=self.domain_type,
                          devices="<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0' "
@@ -87,9 +88,11 @@ class SimDomain(object):
             self.qemu -= ids
             self.guest -= ids
             return 0
-        if self.behaviour == 'tcg':
+        if self.behaviour in ('tcg', 'late-event'):
             self.qemu -= ids
             self.guest -= ids
+        if self.behaviour == 'late-event':
+            self.late_event = ids  # DEVICE_DELETED arrives after libvirt's 5 s wait
         raise FakeLibvirtError('Timed out during operation: vcpu unplug request timed out',
                                libvirt.VIR_ERR_OPERATION_TIMEOUT)
 
@@ -98,6 +101,11 @@ class SimDomain(object):
         return 0
 
     # views
+    def _deliver_late_event(self):
+        if getattr(self, 'late_event', None):
+            self.libvirt -= self.late_event
+            self.late_event = None
+
     def guestVcpus(self, flags=0):
         cpus = ','.join(str(i) for i in sorted(self.guest))
         return {'vcpus': cpus, 'online': cpus, 'offlinable': ','.join(str(i) for i in sorted(self.guest) if i)}
@@ -280,3 +288,12 @@ def test_refused_resync_after_the_change_still_reports_the_change(sim, capsys, m
     assert 'Resynchronizing failed: not restarting libvirt' in result['msg']
     assert result['qemu']['present'] == [0, 1]
     assert dom.qemu == {0, 1}
+
+
+def test_late_device_deleted_is_complete_and_not_a_tcg_leak(sim, capsys):
+    # libvirt timed out, then QEMU's DEVICE_DELETED came and libvirt caught up: QEMU finalized the vCPU
+    dom = sim(enabled=(0, 1, 2), behaviour='late-event', domain_type='qemu')
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=2, timeout=5), capsys)
+    assert not failed and result['outcome'] == 'complete'
+    assert result['libvirt_calls'][0]['timed_out'] is True
+    assert dom.metadata_xml is None
