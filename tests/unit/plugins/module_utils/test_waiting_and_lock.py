@@ -8,17 +8,7 @@ import pytest
 from ansible_collections.kvm.hotplug.plugins.module_utils._domain_lock import DomainLock
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import wait_for
-
-
-class FakeClock(object):
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
+from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_clock import FakeClock
 
 
 def test_wait_for_succeeds_when_condition_turns_true():

@@ -20,6 +20,7 @@ from ansible_collections.kvm.hotplug.plugins.module_utils import (
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
 from ansible_collections.kvm.hotplug.plugins.modules import memory_hotplug
+from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_clock import FakeClock
 from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import (
     FakeConnection, FakeDomain, FakeLibvirtError,
 )
@@ -183,17 +184,6 @@ class MemoryDomain(FakeDomain):
     def memory_mib(self, live=True):
         root = self._root(live)
         return int(root.findtext('memory')) // MIB, int(root.findtext('currentMemory')) // MIB
-
-
-class FakeClock(object):
-    def __init__(self):
-        self.now = 0.0
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.now += seconds
 
 
 @pytest.fixture
