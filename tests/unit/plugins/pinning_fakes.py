@@ -133,21 +133,21 @@ class PinnableDomain(FakeDomain):
     def pinIOThread(self, iothread, cpumap, flags):
         return self._set_pin(flags, 'iothread', iothread, cpumap, 'iothreadpin', 'iothread')
 
-    def metadata(self, kind, uri, flags):
+    def metadata(self, kind, uri, flags=0):
         scope = CONFIG if flags & CONFIG else LIVE
         if (uri, scope) not in self.meta:
             raise FakeLibvirtError('metadata not found: Requested metadata element is not present',
                                    libvirt.VIR_ERR_NO_DOMAIN_METADATA)
         return self.meta[(uri, scope)]
 
-    def setMetadata(self, kind, text, prefix, uri, flags):
+    def setMetadata(self, kind, xml, key, uri, flags=0):
         scope = CONFIG if flags & CONFIG else LIVE
-        if text is None:
+        if xml is None:
             if (uri, scope) not in self.meta:
                 raise FakeLibvirtError('metadata not found', libvirt.VIR_ERR_NO_DOMAIN_METADATA)
             del self.meta[(uri, scope)]
         else:
-            self.meta[(uri, scope)] = text
+            self.meta[(uri, scope)] = xml
         return 0
 
     def pins(self, scope=LIVE):
