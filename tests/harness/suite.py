@@ -162,17 +162,38 @@ def run_integration(targets):
     tree = prepare_tree()
     targets = targets or integration_targets()
     results = []
+    failures = []
     for target in targets:
         started = time.time()
         code, _output = ansible_test(['integration', '--local', '--python', PYTHON_VERSION, '--color', 'no',
                                       '--allow-destructive', '--allow-root', '-v', target], tree)
         results.append((target, code, time.time() - started))
+        if code != 0:
+            failures.append((target, unignored_failures(_output)))
     log('integration targets:')
     for target, code, seconds in results:
         log('  %-28s %s  (%.0f s)' % (target, 'passed' if code == 0 else 'FAILED', seconds))
     failed = sum(1 for _t, code, _s in results if code != 0)
     return dict(name='integration', unit='integration targets', ran=len(results), passed=len(results) - failed,
-                failed=failed, code=1 if failed else 0)
+                failed=failed, code=1 if failed else 0, failures=failures)
+
+
+def unignored_failures(output, limit=3):
+    """The task failures that failed a target (not those a test expected and ignored), shortened.
+
+    Printed again under the summary, so that the end of a long CI log says what went wrong.
+    """
+    found = []
+    # one chunk per task: its TASK line, its results, and '...ignoring' when ignore_errors applied
+    for chunk in re.split(r'\n(?=TASK \[)', output):
+        lines = chunk.splitlines()
+        if any(line.strip() == '...ignoring' for line in lines):
+            continue
+        task = lines[0].rstrip(' *') if lines and lines[0].startswith('TASK [') else ''
+        for line in lines:
+            if re.match(r'^(fatal|failed): \[', line) or line.startswith('ERROR: '):
+                found.append(('%s\n      %s' % (task, line[:600])).strip())
+    return found[:limit]
 
 
 def run_demo():
@@ -205,6 +226,11 @@ def summarize(results):
     passed = sum(r['passed'] for r in results)
     failed = sum(r['failed'] for r in results)
     print('=' * 64)
+    for res in results:
+        for target, lines in res.get('failures', []):
+            print('%s %s failed at:' % (res['name'], target))
+            for line in lines or ['(no task failure found in its output; see above)']:
+                print('    ' + line)
     print('total: %d passed, %d failed' % (passed, failed), flush=True)
     return 0 if failed == 0 and all(r['code'] == 0 for r in results) else 1
 
