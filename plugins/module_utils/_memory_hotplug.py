@@ -63,11 +63,11 @@ def choose_sides(snapshot, live, config, warn):
         if snapshot.active:
             sides.append('live')
         elif config:
-            warn('domain %s is not running (%s): live ignored, only its persistent config is changed'
+            warn('domain %s is %s: live is ignored, only the persistent config is changed'
                  % (name, snapshot.state))
         else:
-            raise HotplugError('domain %s is not running (%s), so nothing can change live, and config=false'
-                               % (name, snapshot.state))
+            raise HotplugError('domain %s is %s: live changes need a running domain (set config: true to change '
+                               'the persistent definition instead)' % (name, snapshot.state))
     if config:
         if snapshot.persistent:
             sides.append('config')

@@ -367,7 +367,7 @@ def test_shut_off_domain_changes_config_only_with_a_warning(lab, capsys):
     assert lab.devices(live=False) == [('dimm', 512, None)]
     assert lab.writes == [('attach', libvirt.VIR_DOMAIN_AFFECT_CONFIG)]
     warnings = json.dumps(result['warnings'])  # plain strings before ansible-core 2.19, objects since
-    assert 'not running (shutoff): live ignored' in warnings
+    assert 'domain lab-mem is shutoff: live is ignored, only the persistent config is changed' in warnings
     assert 'wait_for_guest ignored' in warnings
     assert result['memory']['after']['live'] is None
     assert result['block_size']['source'].startswith('assumed')
@@ -376,7 +376,7 @@ def test_shut_off_domain_changes_config_only_with_a_warning(lab, capsys):
 def test_live_only_on_a_shut_off_domain_is_refused(lab, capsys):
     lab._state = libvirt.VIR_DOMAIN_SHUTOFF
     result, failed = run(capsys, size='1GiB', config=False)
-    assert failed and 'is not running (shutoff), so nothing can change live, and config=false' in result['msg']
+    assert failed and 'is shutoff: live changes need a running domain (set config: true' in result['msg']
     assert lab.writes == []
 
 
