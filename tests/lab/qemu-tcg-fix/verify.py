@@ -310,6 +310,20 @@ def step(dom, name, n, events, label):
     return before
 
 
+def attach_dimm(dom):
+    """Hot-add DIMM_XML (a memory-map change: what crashes a QEMU holding an unplugged TCG vCPU).
+
+    Returns libvirt's error text or None, after 3 s for QEMU to die if it is going to.
+    """
+    try:
+        dom.attachDeviceFlags(DIMM_XML, LIVE)
+        err = None
+    except libvirt.libvirtError as e:
+        err = str(e)
+    time.sleep(3)
+    return err
+
+
 def run_fixed(conn, dom, name, toggles, events):
     # basic
     step(dom, name, 4, events, "basic up")
@@ -334,12 +348,7 @@ def run_fixed(conn, dom, name, toggles, events):
     # dimm after unplug
     step(dom, name, 4, events, "dimm: up")
     step(dom, name, 2, events, "dimm: unplug")
-    try:
-        dom.attachDeviceFlags(DIMM_XML, LIVE)
-        err = None
-    except libvirt.libvirtError as e:
-        err = str(e)
-    time.sleep(3)
+    err = attach_dimm(dom)
     check(err is None and alive(dom),
           f"dimm attach after vCPU unplug: error={err} alive={alive(dom)}")
     if not alive(dom):
@@ -386,12 +395,7 @@ def run_broken(conn, dom, name, events):
           f"stock: DEVICE_DELETED only for: {new}")
     v = views(dom, name)
     check(v["libvirt"] != v["qemu"], f"stock: stale libvirt view: {v}")
-    try:
-        dom.attachDeviceFlags(DIMM_XML, LIVE)
-        err = None
-    except libvirt.libvirtError as e:
-        err = str(e)
-    time.sleep(3)
+    err = attach_dimm(dom)
     dead = not alive(dom)
     check(dead, f"stock: dimm attach after unplug kills QEMU: error={err} dead={dead}")
     say(f"stock: qemu log tail: {qemu_log_tail(name, 4)}")
