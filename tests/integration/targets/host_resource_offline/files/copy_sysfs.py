@@ -30,14 +30,32 @@ def copy_file(src, dst):
         f.write(text)
 
 
+def numbered(directory, prefix):
+    """Names in directory that are prefix followed by a number (cpu3, memory32, node1)."""
+    return [name for name in os.listdir(directory) if name.startswith(prefix) and name[len(prefix):].isdigit()]
+
+
 def copy_links(src_dir, dst_dir, prefix):
-    for name in os.listdir(src_dir):
+    for name in numbered(src_dir, prefix):
         path = os.path.join(src_dir, name)
-        if name.startswith(prefix) and name[len(prefix):].isdigit() and os.path.islink(path):
+        if os.path.islink(path):
             os.makedirs(dst_dir, exist_ok=True)
             link = os.path.join(dst_dir, name)
             if not os.path.lexists(link):
                 os.symlink(os.readlink(path), link)
+
+
+def copy_numbered(src_parent, dst_parent, prefix, files, link_prefixes):
+    """For each prefixN directory: its files (paths relative to it) and its links named like link_prefixesN."""
+    if not os.path.isdir(src_parent):
+        return
+    for name in numbered(src_parent, prefix):
+        src, dst = os.path.join(src_parent, name), os.path.join(dst_parent, name)
+        os.makedirs(dst, exist_ok=True)
+        for attr in files:
+            copy_file(os.path.join(src, attr), os.path.join(dst, attr))
+        for link_prefix in link_prefixes:
+            copy_links(src, dst, link_prefix)
 
 
 def main():
@@ -45,37 +63,14 @@ def main():
     source = sys.argv[2] if len(sys.argv) > 2 else '/sys'
     system = os.path.join(source, 'devices', 'system')
     out = os.path.join(dest, 'devices', 'system')
-    cpu = os.path.join(system, 'cpu')
     for name in CPU_FILES:
-        copy_file(os.path.join(cpu, name), os.path.join(out, 'cpu', name))
-    for name in os.listdir(cpu):
-        if not (name.startswith('cpu') and name[3:].isdigit()):
-            continue
-        os.makedirs(os.path.join(out, 'cpu', name), exist_ok=True)
-        for attr in CPU_OWN:
-            copy_file(os.path.join(cpu, name, attr), os.path.join(out, 'cpu', name, attr))
-        for attr in TOPOLOGY:
-            copy_file(os.path.join(cpu, name, 'topology', attr), os.path.join(out, 'cpu', name, 'topology', attr))
-        copy_links(os.path.join(cpu, name), os.path.join(out, 'cpu', name), 'node')
-    memory = os.path.join(system, 'memory')
-    if os.path.isdir(memory):
-        for name in MEM_FILES:
-            copy_file(os.path.join(memory, name), os.path.join(out, 'memory', name))
-        for name in os.listdir(memory):
-            if name.startswith('memory') and name[6:].isdigit():
-                os.makedirs(os.path.join(out, 'memory', name), exist_ok=True)
-                for attr in BLOCK_FILES:
-                    copy_file(os.path.join(memory, name, attr), os.path.join(out, 'memory', name, attr))
-                copy_links(os.path.join(memory, name), os.path.join(out, 'memory', name), 'node')
-    node = os.path.join(system, 'node')
-    if os.path.isdir(node):
-        for name in os.listdir(node):
-            if name.startswith('node') and name[4:].isdigit():
-                os.makedirs(os.path.join(out, 'node', name), exist_ok=True)
-                for attr in NODE_FILES:
-                    copy_file(os.path.join(node, name, attr), os.path.join(out, 'node', name, attr))
-                copy_links(os.path.join(node, name), os.path.join(out, 'node', name), 'memory')
-                copy_links(os.path.join(node, name), os.path.join(out, 'node', name), 'cpu')
+        copy_file(os.path.join(system, 'cpu', name), os.path.join(out, 'cpu', name))
+    for name in MEM_FILES:
+        copy_file(os.path.join(system, 'memory', name), os.path.join(out, 'memory', name))
+    copy_numbered(os.path.join(system, 'cpu'), os.path.join(out, 'cpu'), 'cpu',
+                  CPU_OWN + tuple(os.path.join('topology', attr) for attr in TOPOLOGY), ('node',))
+    copy_numbered(os.path.join(system, 'memory'), os.path.join(out, 'memory'), 'memory', BLOCK_FILES, ('node',))
+    copy_numbered(os.path.join(system, 'node'), os.path.join(out, 'node'), 'node', NODE_FILES, ('memory', 'cpu'))
 
 
 if __name__ == '__main__':
