@@ -165,11 +165,11 @@ def run_integration(targets):
     failures = []
     for target in targets:
         started = time.time()
-        code, _output = ansible_test(['integration', '--local', '--python', PYTHON_VERSION, '--color', 'no',
+        code, output = ansible_test(['integration', '--local', '--python', PYTHON_VERSION, '--color', 'no',
                                       '--allow-destructive', '--allow-root', '-v', target], tree)
         results.append((target, code, time.time() - started))
         if code != 0:
-            failures.append((target, unignored_failures(_output)))
+            failures.append((target, unignored_failures(output)))
     log('integration targets:')
     for target, code, seconds in results:
         log('  %-28s %s  (%.0f s)' % (target, 'passed' if code == 0 else 'FAILED', seconds))
