@@ -205,15 +205,15 @@ domains:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import read_domain
-from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import guest_memory, guest_vcpus
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_memory, guest_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
     URI_ARGUMENT_SPEC, LibvirtSession, call, conn_uri, lookup_domain, run_module,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._qemu_monitor import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import (
     QemuMonitorUnavailable, qemu_memory_devices, qemu_vcpus,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._verify import compare_vcpu_views
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.verify import compare_vcpu_views
 
 
 def describe_domain(dom, with_guest_agent, with_raw_queries):

@@ -268,13 +268,13 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._edac import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.edac import (
     RASDAEMON_DB_PATHS, analyze, read_edac, read_rasdaemon,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_sysfs import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import (
     SysfsTree, cpu_summary, memory_summary, read_host,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError, run_module
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError, run_module
 
 
 def rasdaemon_path(option):

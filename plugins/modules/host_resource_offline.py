@@ -254,8 +254,8 @@ elapsed:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_resource_task import run_task
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import URI_ARGUMENT_SPEC, run_module
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.run import run_task
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import URI_ARGUMENT_SPEC, run_module
 
 
 def main():

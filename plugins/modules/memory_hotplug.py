@@ -307,8 +307,8 @@ elapsed:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import URI_ARGUMENT_SPEC, run_module
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_hotplug import run
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import URI_ARGUMENT_SPEC, run_module
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.run import run
 
 
 def main():

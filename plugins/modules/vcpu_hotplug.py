@@ -268,13 +268,13 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import normalize_id_list
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_lock import DomainLock
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import normalize_id_list
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.lock import DomainLock
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
     URI_ARGUMENT_SPEC, HotplugError, lookup_domain, open_connection, run_module,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_manager import VcpuManager
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_plan import VcpuRequest
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.run import VcpuManager
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.plan import VcpuRequest
 
 
 def build_request(params):

@@ -3,8 +3,8 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import _evacuation as ev
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import evacuation as ev
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError
 from ansible_collections.kvm.hotplug.tests.unit.plugins.pinning_fakes import (
     CONFIG, LIVE, PinnableDomain, PinningConnection, domain_xml,
 )

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import _host_offline_plan as hp
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_sysfs import SysfsTree, read_host
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import plan as hp
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import SysfsTree, read_host
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError
 from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import (
     Block, Cpu, FakeKernel, build_tree, two_node_host,
 )

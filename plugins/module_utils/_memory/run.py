@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_lock import DomainLock
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import DomainXMLError, parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import read_domain, refuse_during_migration
-from ansible_collections.kvm.hotplug.plugins.module_utils._tcg_hazard import refuse_if_hazardous
-from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import guest_memory, guest_memory_blocks
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.lock import DomainLock
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import DomainXMLError, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain, refuse_during_migration
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.tcg_hazard import refuse_if_hazardous
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_memory, guest_memory_blocks
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
     HotplugError, LibvirtSession, lookup_domain, libvirt,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_apply import apply_plan
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_plan import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.apply import apply_plan
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.plan import (
     DEFAULT_BLOCK_KIB, DIMM, SetBalloon, MemoryRequest, describe_action, memory_view, plan_memory, predict,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._qemu_monitor import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import (
     QemuMonitorUnavailable, qemu_memory_devices,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._units import kib_to_mib, parse_size_kib
-from ansible_collections.kvm.hotplug.plugins.module_utils._verify import compare_memory_views
-from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import wait_for
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import kib_to_mib, parse_size_kib
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.verify import compare_memory_views
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
 
 SIDES = ('live', 'config')
 

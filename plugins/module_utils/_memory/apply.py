@@ -20,21 +20,21 @@ from __future__ import annotations
 import time
 import traceback
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import DomainXMLError, parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import DomainXMLError, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
     HotplugError, call, error_code, error_text, libvirt,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_devices import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.devices import (
     dimm_xml, existing_device_xml, virtio_mem_xml, with_requested,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_plan import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.plan import (
     AddDimm, AddVirtioMem, RemoveDimm, SetBalloon, describe_action,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._qemu_monitor import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import (
     QemuMonitorUnavailable, qemu_memory_devices,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._units import format_kib, kib_to_mib
-from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import wait_for
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import format_kib, kib_to_mib
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
 
 # Statuses of one action in the result.
 DONE = 'done'

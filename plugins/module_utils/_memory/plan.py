@@ -21,9 +21,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import MemoryDevice
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
-from ansible_collections.kvm.hotplug.plugins.module_utils._units import format_kib, kib_to_mib
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import MemoryDevice
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import format_kib, kib_to_mib
 
 DIMM = 'dimm'
 VIRTIO_MEM = 'virtio-mem'

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import DomainXMLError, parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError, call, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import DomainXMLError, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError, call, libvirt
 
 _STATE_NAMES = ('nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended')
 _JOB_TYPES = ('none', 'bounded', 'unbounded', 'completed', 'failed', 'cancelled')

@@ -19,18 +19,18 @@ import contextlib
 import os
 import time
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import _evacuation as evacuation
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_lock import DomainLock
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_offline_plan import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import evacuation
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.lock import DomainLock
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.plan import (
     offline_memory_blocks, online_blocks_again, online_memory_blocks, plan_host_change, resolve_request,
     rollback_text, set_cpus,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_sysfs import SysfsTree, read_host
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_zone_record import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import SysfsTree, read_host
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.zone_record import (
     forget_zones, recorded_zones, remember_zones,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
     HotplugError, LibvirtSession, LIBVIRT_IMPORT_ERROR, call, conn_uri, libvirt,
 )
 

@@ -18,20 +18,20 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import read_domain
-from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import guest_vcpus
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError, libvirt
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_resync import detect_service, resync
-from ansible_collections.kvm.hotplug.plugins.module_utils._tcg_hazard import mark_leaked_vcpus, refuse_if_hazardous
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_apply import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.resync import detect_service, resync
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.tcg_hazard import mark_leaked_vcpus, refuse_if_hazardous
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.apply import (
     apply_config, apply_guest, apply_live, apply_maximum,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_plan import plan_vcpus
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_verify import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.plan import plan_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.verify import (
     COMPLETE, GUEST_PENDING, PENDING, STALE, UNVERIFIED, VcpuViews, classify, observe, views_disagree,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import wait_for
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
 
 # Once QEMU shows the change, libvirt gets DEVICE_DELETED within moments if it gets it at all;
 # a libvirt view that is still behind after this long is stale, not slow.
