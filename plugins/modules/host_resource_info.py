@@ -274,7 +274,8 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._host.edac import (
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import (
     SysfsTree, cpu_summary, memory_summary, read_host,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError, run_module
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import run_module
 
 
 def rasdaemon_path(option):

@@ -270,8 +270,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import normalize_id_list
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.lock import DomainLock
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
-    URI_ARGUMENT_SPEC, HotplugError, lookup_domain, open_connection, run_module,
+    URI_ARGUMENT_SPEC, lookup_domain, open_connection, run_module,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.run import VcpuManager
 from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.plan import VcpuRequest

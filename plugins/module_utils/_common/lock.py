@@ -20,7 +20,7 @@ import fcntl
 import os
 import time
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 
 LOCK_DIRS = ('/run/lock/kvm.hotplug', '/tmp/kvm.hotplug-locks')
 

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import DomainXMLError, parse_domain_xml
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
-    HotplugError, call, error_text, is_error, libvirt,
+    call, error_text, is_error, libvirt,
 )
 
 try:

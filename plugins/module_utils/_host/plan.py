@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import KERNEL_ZONES, MOVABLE_ZONE
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 
 ONLINE_TYPES = ('auto', 'online', 'online_movable', 'online_kernel')
 # errno values a memory block offline may return while the kernel is still migrating or

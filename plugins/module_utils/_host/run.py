@@ -30,8 +30,9 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import Sys
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.zone_record import (
     forget_zones, recorded_zones, remember_zones,
 )
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
-    HotplugError, LibvirtSession, LIBVIRT_IMPORT_ERROR, call, conn_uri, libvirt,
+    LibvirtSession, LIBVIRT_IMPORT_ERROR, call, conn_uri, libvirt,
 )
 
 HOST_LOCK_ID = 'host-resources'

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 
 DEFAULT_SYSFS_ROOT = '/sys'
 CPU_DIR = ('devices', 'system', 'cpu')

@@ -16,6 +16,8 @@ import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+
 try:
     import libvirt
 except ImportError:
@@ -32,20 +34,6 @@ DEFAULT_URI = 'qemu:///system'
 URI_ARGUMENT_SPEC = dict(
     uri=dict(type='str'),
 )
-
-
-class HotplugError(Exception):
-    """A failure with a one-line message for fail_json, plus result keys to return with it.
-
-    `details` go into the failed result (for example the state that was
-    re-read after a failed change), so a user sees what really happened.
-    """
-
-    def __init__(self, msg, exception=None, **details):
-        super(HotplugError, self).__init__(msg)
-        self.msg = msg
-        self.exception = exception
-        self.details = details
 
 
 def require_libvirt(module):

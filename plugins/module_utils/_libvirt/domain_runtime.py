@@ -9,63 +9,16 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import DomainXMLError, parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError, call, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import (
+    ACTIVE_STATES, DomainSnapshot, JobInfo, state_name,
+)
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import call, libvirt
 
-_STATE_NAMES = ('nostate', 'running', 'blocked', 'paused', 'shutdown', 'shutoff', 'crashed', 'pmsuspended')
 _JOB_TYPES = ('none', 'bounded', 'unbounded', 'completed', 'failed', 'cancelled')
 _JOB_OPERATIONS = ('unknown', 'start', 'save', 'restore', 'migration_in', 'migration_out', 'snapshot',
                    'snapshot_revert', 'dump', 'backup', 'snapshot_delete')
-# States in which QEMU runs and live changes are possible.
-_ACTIVE_STATES = ('running', 'blocked', 'paused', 'pmsuspended')
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    active: bool
-    type: str
-    operation: str | None
-
-    @property
-    def migrating(self):
-        return self.active and self.operation in ('migration_in', 'migration_out')
-
-    def to_dict(self):
-        return dict(active=self.active, type=self.type, operation=self.operation, migrating=self.migrating)
-
-
-@dataclass(frozen=True)
-class DomainSnapshot:
-    """Everything read about one domain at one moment."""
-    name: str
-    uuid: str
-    id: int | None
-    state: str
-    state_reason: int
-    persistent: bool
-    autostart: bool | None
-    job: JobInfo
-    live: object   # DomainModel of the running definition, None when not running
-    config: object  # DomainModel of the persistent definition, None for a transient domain
-
-    @property
-    def active(self):
-        return self.state in _ACTIVE_STATES
-
-    def to_dict(self):
-        return dict(
-            name=self.name, uuid=self.uuid, id=self.id, state=self.state, active=self.active,
-            persistent=self.persistent, autostart=self.autostart, job=self.job.to_dict(),
-            migrating=self.job.migrating,
-            live=self.live.to_dict() if self.live is not None else None,
-            config=self.config.to_dict() if self.config is not None else None,
-        )
-
-
-def state_name(code):
-    return _STATE_NAMES[code] if 0 <= code < len(_STATE_NAMES) else 'unknown'
 
 
 def read_job(dom):
@@ -91,7 +44,7 @@ def read_domain(dom):
     state = state_name(state_code)
     persistent = bool(call('reading domain %s' % name, dom.isPersistent))
     live = None
-    if state in _ACTIVE_STATES:
+    if state in ACTIVE_STATES:
         live = _model(name, call('reading the live XML of domain %s' % name, dom.XMLDesc, 0))
     config = None
     if persistent:
@@ -105,7 +58,7 @@ def read_domain(dom):
     return DomainSnapshot(
         name=name, uuid=dom.UUIDString(), id=domain_id if domain_id >= 0 else None,
         state=state, state_reason=reason, persistent=persistent, autostart=autostart,
-        job=read_job(dom) if state in _ACTIVE_STATES else JobInfo(False, 'none', None),
+        job=read_job(dom) if state in ACTIVE_STATES else JobInfo(False, 'none', None),
         live=live, config=config,
     )
 
@@ -115,16 +68,3 @@ def _model(name, xml_text):
         return parse_domain_xml(xml_text)
     except DomainXMLError as exc:
         raise HotplugError('domain %s: %s' % (name, exc))
-
-
-def refuse_during_migration(snapshot, what):
-    """Refuse a change while a job runs on the domain.
-
-    A migration above all: the change would race the copy of the domain to the
-    other host.  Any other job (save, dump, snapshot) too: libvirt would make the
-    change wait for it and then time out, after the module had already planned.
-    """
-    if snapshot.job.active:
-        operation = (snapshot.job.operation or snapshot.job.type).replace('_', ' ')
-        raise HotplugError('refusing to %s on domain %s: a %s job is running (wait for it to finish or abort it)'
-                           % (what, snapshot.name, operation), job=snapshot.job.to_dict())

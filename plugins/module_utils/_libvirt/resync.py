@@ -20,8 +20,9 @@ from __future__ import annotations
 import os
 import time
 
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
-    HotplugError, error_text, libvirt, open_connection,
+    error_text, libvirt, open_connection,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_job
 

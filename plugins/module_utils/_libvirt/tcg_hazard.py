@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import etree
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError, is_error, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import is_error, libvirt
 
 METADATA_URI = 'https://kvm-hotplug.invalid/xmlns/tcg-hazard/1'
 METADATA_KEY = 'kvmhp'

@@ -21,8 +21,9 @@ import time
 import traceback
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import DomainXMLError, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
-    HotplugError, call, error_code, error_text, libvirt,
+    call, error_code, error_text, libvirt,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.devices import (
     dimm_xml, existing_device_xml, virtio_mem_xml, with_requested,

@@ -22,7 +22,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import MemoryDevice
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import format_kib, kib_to_mib
 
 DIMM = 'dimm'

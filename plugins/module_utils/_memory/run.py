@@ -13,11 +13,13 @@ import time
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.lock import DomainLock
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import DomainXMLError, parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain, refuse_during_migration
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import refuse_during_migration
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.tcg_hazard import refuse_if_hazardous
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_memory, guest_memory_blocks
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
-    HotplugError, LibvirtSession, lookup_domain, libvirt,
+    LibvirtSession, lookup_domain, libvirt,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.apply import apply_plan
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.plan import (

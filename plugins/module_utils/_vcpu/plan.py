@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import refuse_during_migration
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import refuse_during_migration
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ import time
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_vcpus
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import libvirt
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.resync import detect_service, resync
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.tcg_hazard import mark_leaked_vcpus, refuse_if_hazardous
 from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.apply import (

@@ -4,7 +4,7 @@ import libvirt
 import pytest
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._host import evacuation as ev
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.tests.unit.plugins.pinning_fakes import (
     CONFIG, LIVE, PinnableDomain, PinningConnection, domain_xml,
 )

@@ -7,7 +7,7 @@ import pytest
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import (
     SysfsTree, cpu_summary, memory_summary, read_host,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import (
     BLOCK_SIZE, Block, Cpu, build_tree, two_node_host,
 )

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.lock import DomainLock
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
 from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_clock import FakeClock
 

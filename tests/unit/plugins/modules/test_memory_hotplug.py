@@ -22,7 +22,7 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._memory import run as 
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import qemu_monitor as _qemu_monitor
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import tcg_hazard as _tcg_hazard
 from ansible_collections.kvm.hotplug.plugins.module_utils._common import waiting as _waiting
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.modules import memory_hotplug
 from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_clock import FakeClock
 from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import (
