@@ -9,12 +9,11 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import DomainXMLError, parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import (
     ACTIVE_STATES, DomainSnapshot, JobInfo, state_name,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import call, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.scope import read_model
 
 _JOB_TYPES = ('none', 'bounded', 'unbounded', 'completed', 'failed', 'cancelled')
 _JOB_OPERATIONS = ('unknown', 'start', 'save', 'restore', 'migration_in', 'migration_out', 'snapshot',
@@ -43,13 +42,8 @@ def read_domain(dom):
     state_code, reason = call('reading the state of domain %s' % name, dom.state)
     state = state_name(state_code)
     persistent = bool(call('reading domain %s' % name, dom.isPersistent))
-    live = None
-    if state in ACTIVE_STATES:
-        live = _model(name, call('reading the live XML of domain %s' % name, dom.XMLDesc, 0))
-    config = None
-    if persistent:
-        config = _model(name, call('reading the persistent XML of domain %s' % name,
-                                   dom.XMLDesc, libvirt.VIR_DOMAIN_XML_INACTIVE))
+    live = read_model(dom, 'live', name) if state in ACTIVE_STATES else None
+    config = read_model(dom, 'config', name) if persistent else None
     try:
         autostart = bool(dom.autostart())
     except libvirt.libvirtError:
@@ -61,10 +55,3 @@ def read_domain(dom):
         job=read_job(dom) if state in ACTIVE_STATES else JobInfo(False, 'none', None),
         live=live, config=config,
     )
-
-
-def _model(name, xml_text):
-    try:
-        return parse_domain_xml(xml_text)
-    except DomainXMLError as exc:
-        raise HotplugError('domain %s: %s' % (name, exc))
