@@ -44,6 +44,9 @@ options:
     type: int
 extends_documentation_fragment:
   - kvm.hotplug.attributes.INFO_MODULE
+attributes:
+  idempotent:
+    support: full
 notes:
   - EDAC does not show which physical addresses a DIMM holds, so it cannot tie a DIMM to memory blocks by itself.
     The module maps a DIMM to the blocks holding the physical addresses rasdaemon recorded for its errors
@@ -275,7 +278,7 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import (
     SysfsTree, cpu_summary, memory_summary, read_host,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import run_module
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_module
 
 
 def rasdaemon_path(option):

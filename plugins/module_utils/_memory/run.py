@@ -2,37 +2,31 @@
 # Copyright: kvm.hotplug contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The work of kvm.hotplug.memory_hotplug: lock, read, plan, apply, re-read, wait for the guest, report.
+"""The memory_hotplug module's hooks for the runner (_common/runner.py): read, plan, apply, re-read, wait, report.
+
+The runner takes the domain lock; plan() resolves the scopes and plans each (refusals happen here), apply()
+changes the live definition and then (only when that completed) the persistent one, and waits for the
+guest when asked; the result reports the domain as read again afterwards.
 
 Private to the kvm.hotplug collection; not a public API.
 """
 
 from __future__ import annotations
 
-import time
-
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.lock import DomainLock
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import DomainXMLError, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import Change
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import LIVE, SCOPES, resolve_scopes
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import kib_to_mib, parse_size_kib
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_memory, guest_memory_blocks
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import refuse_during_migration
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.tcg_hazard import refuse_if_hazardous
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_memory, guest_memory_blocks
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
-    LibvirtSession, lookup_domain, libvirt,
-)
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.apply import apply_plan
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.plan import (
     DEFAULT_BLOCK_KIB, DIMM, SetBalloon, MemoryRequest, describe_action, memory_view, plan_memory, predict,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import (
-    QemuMonitorUnavailable, qemu_memory_devices,
-)
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import kib_to_mib, parse_size_kib
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory.verify import compare_memory_views
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
-
-SIDES = ('live', 'config')
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.verify import observe_guest
 
 
 def request_from_params(params):
@@ -55,32 +49,6 @@ def request_from_params(params):
                          numa_node=params.get('numa_node'), current_memory_kib=sizes['current_memory'])
 
 
-def choose_sides(snapshot, live, config, warn):
-    """Which definitions to change: 'live' when the domain runs, 'config' when it is persistent."""
-    name = snapshot.name
-    if not live and not config:
-        raise HotplugError('nothing to change on domain %s: live and config are both false' % name)
-    sides = []
-    if live:
-        if snapshot.active:
-            sides.append('live')
-        elif config:
-            warn('domain %s is %s: live is ignored, only the persistent config is changed'
-                 % (name, snapshot.state))
-        else:
-            raise HotplugError('domain %s is %s: live changes need a running domain (set config: true to change '
-                               'the persistent definition instead)' % (name, snapshot.state))
-    if config:
-        if snapshot.persistent:
-            sides.append('config')
-        elif sides:
-            warn('domain %s is transient (no persistent definition): config ignored' % name)
-        else:
-            raise HotplugError('domain %s is transient (no persistent definition) and live=false: nothing to change'
-                               % name)
-    return sides
-
-
 def block_size(dom, live_model):
     """(guest memory block size in KiB, where it came from): the guest agent, else the x86_64 default."""
     reason = 'the domain is not running'
@@ -90,28 +58,6 @@ def block_size(dom, live_model):
             return blocks['block_bytes'] // 1024, 'guest agent'
         reason = blocks.get('reason') or 'the guest agent reported no block size'
     return DEFAULT_BLOCK_KIB, 'assumed (x86_64 Linux default; %s)' % reason
-
-
-def observe_guest(dom):
-    """libvirt's, QEMU's and the guest's view of the live memory devices, compared."""
-    try:
-        live = parse_domain_xml(dom.XMLDesc(0))
-    except (libvirt.libvirtError, DomainXMLError) as exc:
-        return dict(agree=False, guest_view=False, reason='cannot read the live XML: %s' % exc)
-    try:
-        qemu = qemu_memory_devices(dom)
-        qemu_reason = None
-    except QemuMonitorUnavailable as exc:
-        qemu, qemu_reason = None, str(exc)
-    blocks = guest_memory_blocks(dom, live)
-    view = compare_memory_views(live.memory_devices, qemu, blocks)
-    if blocks.get('available') and blocks.get('block_bytes'):
-        view['guest_online_mib'] = len(blocks['online']) * blocks['block_bytes'] // (1024 * 1024)
-    else:
-        view['reason'] = 'the guest\'s view is unavailable: %s' % blocks.get('reason', 'no block size')
-    if qemu_reason:
-        view['qemu_reason'] = qemu_reason
-    return view
 
 
 def _essentials(view, with_current):
@@ -132,99 +78,124 @@ def _diff_view(view):
                          for d in view['devices']])
 
 
-def _views(snapshot_or_models):
-    return dict((side, memory_view(snapshot_or_models.get(side))) for side in SIDES)
+def _views(models):
+    return dict((scope, memory_view(models.get(scope))) for scope in SCOPES)
 
 
-def run(module):
-    """The module body: returns the result dict or raises HotplugError."""
-    started = time.monotonic()
-    params = module.params
-    request = request_from_params(params)
-    try:
-        with LibvirtSession(params['uri']) as conn:
-            dom = lookup_domain(conn, params['name'])
-            with DomainLock(dom.UUIDString(), dom.name(), params['timeout']):
-                result = _run_locked(module, dom, request)
-    except HotplugError as exc:
-        exc.details['elapsed'] = round(time.monotonic() - started, 2)
-        raise
-    result['elapsed'] = round(time.monotonic() - started, 2)
-    return result
+class MemoryChange(Change):
+
+    def request(self, params):
+        return request_from_params(params)
+
+    def read(self, run):
+        return read_domain(run.dom)
+
+    def plan(self, run, state):
+        params = run.params
+        dom, name = run.dom, state.name
+        refuse_during_migration(state, 'change the memory')
+        self.scopes = scopes = resolve_scopes(state, params['live'], params['config'], run.warn)
+        self.models = models = dict(live=state.live, config=state.config)
+        block_kib, block_source = block_size(dom, state.live)
+        plans = dict((scope, plan_memory(models[scope], run.request, block_kib, scope, name)) for scope in scopes)
+        live_device_changes = [a for a in plans[LIVE].actions if not isinstance(a, SetBalloon)] if LIVE in plans else []
+        if live_device_changes:
+            # a TCG QEMU that still holds hot-unplugged vCPUs crashes on the next memory-map change
+            refuse_if_hazardous(dom, name, 'change the memory devices')
+        self.before = _views(models)
+        self.wait_guest = params['wait_for_guest'] and LIVE in scopes
+        if params['wait_for_guest'] and LIVE not in scopes:
+            run.warn('wait_for_guest ignored: domain %s is not changed live' % name)
+        self.base = dict(changed=any(plan.changed for plan in plans.values()),
+                         block_size=dict(mib=kib_to_mib(block_kib), source=block_source),
+                         size_mib=dict((scope, dict(before=kib_to_mib(plans[scope].size_before_kib),
+                                                    target=kib_to_mib(plans[scope].size_after_kib)))
+                                       for scope in scopes))
+        return plans
+
+    def needs_apply(self, plan):
+        # Also when nothing is to change: wait_for_guest then confirms the guest's view.
+        return True
+
+    def predict(self, run, state, plan):
+        result = dict(self.base)
+        after = _views(dict((scope, predict(self.models[scope], plan.get(scope))) for scope in SCOPES))
+        result['actions'] = [dict(describe_action(action, scope), status='planned')
+                             for scope in self.scopes for action in plan[scope].actions]
+        return _finish(run.dom, result, self.before, after, state.live)
+
+    def apply(self, run, state, plan):
+        """Apply the live plan, then (only when it completed) the config plan; then wait for the guest when asked.
+
+        Returns why the change did not complete, or None."""
+        dom, name, timeout = run.dom, state.name, run.params['timeout']
+        self.entries = entries = []
+        self.result_ = dict(self.base, actions=entries)
+        problem = _apply_scopes(dom, name, self.scopes, self.models, plan, timeout, entries)
+        if self.wait_guest and problem is None:
+            done, view, waited = wait_for(lambda: observe_guest(dom, name),
+                                          lambda v: v['agree'] is True and v['guest_view'], timeout)
+            view['waited'] = round(waited, 1)
+            self.result_['verification'] = view
+            if not done:
+                problem = _guest_problem(name, view, timeout)
+        return problem
+
+    def reread(self, run, state, plan, exc):
+        """After a libvirt error mid-way: what the domain looks like now, for the failed result."""
+        details = dict(self.result_)
+        try:
+            after_snapshot = read_domain(run.dom)
+        except HotplugError:
+            details['memory'] = dict(before=self.before, after=None)
+            # cannot re-read: what libvirt accepted
+            details['changed'] = any(e.get('status') == 'done' for e in self.entries)
+            return details
+        after = _views(dict(live=after_snapshot.live, config=after_snapshot.config))
+        details['changed'] = _changed(self.before, after, plan)
+        return _finish(run.dom, details, self.before, after, after_snapshot.live)
+
+    def observe(self, run, state, plan, outcome):
+        # The state as it is now, after the guest had its time (virtio-mem's plugged size and the balloon follow
+        # the guest).
+        return read_domain(run.dom)
+
+    def result(self, run, state, plan, outcome, after):
+        """outcome: why the change did not complete, or None; after: the snapshot read again."""
+        result = self.result_
+        views = _views(dict(live=after.live, config=after.config))
+        result['changed'] = _changed(self.before, views, plan)
+        removal = [e for e in self.entries if e['where'] == LIVE and (
+            e['action'] == 'detach' or (e['action'] == 'resize' and e['requested_mib'] < e['from_mib']))]
+        if removal:
+            statuses = set(e.get('status') for e in removal)
+            result['unplug'] = ('rejected' if 'rejected' in statuses else 'pending' if 'pending' in statuses
+                                else 'completed')
+            result['unplug_devices'] = [e for e in removal if e.get('status') != 'done']
+        _finish(run.dom, result, self.before, views, after.live)
+        if outcome:
+            raise HotplugError(outcome, **result)
+        return result
+
+    def diff(self, result):
+        memory = result.get('memory')
+        if not memory or memory.get('after') is None:
+            return None
+        before, after = memory['before'], memory['after']
+        return (dict((s, _diff_view(before[s])) for s in SCOPES if before[s] is not None),
+                dict((s, _diff_view(after[s])) for s in SCOPES if after[s] is not None))
 
 
-def _run_locked(module, dom, request):
-    params = module.params
-    timeout = params['timeout']
-    snapshot = read_domain(dom)
-    name = snapshot.name
-    refuse_during_migration(snapshot, 'change the memory')
-    sides = choose_sides(snapshot, params['live'], params['config'], module.warn)
-    models = dict(live=snapshot.live, config=snapshot.config)
-    block_kib, block_source = block_size(dom, snapshot.live)
-    plans = dict((side, plan_memory(models[side], request, block_kib, side, name)) for side in sides)
-    live_device_changes = [a for a in plans['live'].actions if not isinstance(a, SetBalloon)] if 'live' in plans else []
-    if live_device_changes:
-        # a TCG QEMU that still holds hot-unplugged vCPUs crashes on the next memory-map change
-        refuse_if_hazardous(dom, name, 'change the memory devices')
-    before = _views(models)
-    wait_guest = params['wait_for_guest'] and 'live' in sides
-    if params['wait_for_guest'] and 'live' not in sides:
-        module.warn('wait_for_guest ignored: domain %s is not changed live' % name)
-
-    result = dict(changed=any(plan.changed for plan in plans.values()),
-                  block_size=dict(mib=kib_to_mib(block_kib), source=block_source),
-                  size_mib=dict((side, dict(before=kib_to_mib(plans[side].size_before_kib),
-                                            target=kib_to_mib(plans[side].size_after_kib))) for side in sides))
-
-    if module.check_mode:
-        after = _views(dict((side, predict(models[side], plans.get(side))) for side in SIDES))
-        result['actions'] = [dict(describe_action(action, side), status='planned')
-                             for side in sides for action in plans[side].actions]
-        return _finish(module, dom, result, before, after, snapshot.live)
-
-    entries = []
-    problem = _apply_sides(module, dom, name, sides, models, plans, timeout, result, before, entries)
-    result['actions'] = entries
-    if wait_guest and problem is None:
-        done, view, waited = wait_for(lambda: observe_guest(dom), lambda v: v['agree'] is True and v['guest_view'],
-                                      timeout)
-        view['waited'] = round(waited, 1)
-        result['verification'] = view
-        if not done:
-            problem = _guest_problem(name, view, timeout)
-
-    # Report the state as it is now, after the guest had its time (virtio-mem's plugged size and the balloon
-    # follow the guest).
-    after_snapshot = read_domain(dom)
-    after = _views(dict(live=after_snapshot.live, config=after_snapshot.config))
-    result['changed'] = _changed(before, after, plans)
-    removal = [e for e in entries if e['where'] == 'live' and (
-        e['action'] == 'detach' or (e['action'] == 'resize' and e['requested_mib'] < e['from_mib']))]
-    if removal:
-        statuses = set(e.get('status') for e in removal)
-        result['unplug'] = 'rejected' if 'rejected' in statuses else 'pending' if 'pending' in statuses else 'completed'
-        result['unplug_devices'] = [e for e in removal if e.get('status') != 'done']
-    _finish(module, dom, result, before, after, after_snapshot.live)
-    if problem:
-        raise HotplugError(problem, **result)
-    return result
-
-
-def _apply_sides(module, dom, name, sides, models, plans, timeout, result, before, entries):
+def _apply_scopes(dom, name, scopes, models, plans, timeout, entries):
     """Apply the live plan, then (only when it completed) the config plan; return why one stopped, or None."""
-    try:
-        for side in sides:
-            problem = apply_plan(dom, name, models[side], plans[side], timeout, entries)
-            if problem:
-                # The live change did not complete: leave the persistent config as it was.
-                for later in sides[sides.index(side) + 1:]:
-                    entries.extend(dict(describe_action(action, later), status='not run')
-                                   for action in plans[later].actions)
-                return problem
-    except HotplugError as exc:
-        exc.details.update(_reread_report(module, dom, result, before, plans, entries))
-        raise
+    for scope in scopes:
+        problem = apply_plan(dom, name, models[scope], plans[scope], timeout, entries)
+        if problem:
+            # The live change did not complete: leave the persistent config as it was.
+            for later in scopes[scopes.index(scope) + 1:]:
+                entries.extend(dict(describe_action(action, later), status='not run')
+                               for action in plans[later].actions)
+            return problem
     return None
 
 
@@ -243,35 +214,17 @@ def _guest_problem(name, view, timeout):
 
 
 def _changed(before, after, plans):
-    for side in SIDES:
-        with_current = side in plans and any(isinstance(a, SetBalloon) for a in plans[side].actions)
-        if _essentials(before[side], with_current) != _essentials(after[side], with_current):
+    for scope in SCOPES:
+        with_current = scope in plans and any(isinstance(a, SetBalloon) for a in plans[scope].actions)
+        if _essentials(before[scope], with_current) != _essentials(after[scope], with_current):
             return True
     return False
 
 
-def _reread_report(module, dom, result, before, plans, entries):
-    """After a libvirt error mid-way: what the domain looks like now, for the failed result."""
-    details = dict(result, actions=entries)
-    try:
-        snapshot = read_domain(dom)
-    except HotplugError:
-        details['memory'] = dict(before=before, after=None)
-        details['changed'] = any(e.get('status') == 'done' for e in entries)  # cannot re-read: what libvirt accepted
-        return details
-    after = _views(dict(live=snapshot.live, config=snapshot.config))
-    details['changed'] = _changed(before, after, plans)
-    _finish(module, dom, details, before, after, snapshot.live)
-    return details
-
-
-def _finish(module, dom, result, before, after, live_model):
+def _finish(dom, result, before, after, live_model):
     result['memory'] = dict(before=before, after=after)
     if live_model is not None:
         result['guest_memory'] = guest_memory(dom, live_model)
-    if module._diff:
-        result['diff'] = dict(before=dict((s, _diff_view(before[s])) for s in SIDES if before[s] is not None),
-                              after=dict((s, _diff_view(after[s])) for s in SIDES if after[s] is not None))
     return result
 
 

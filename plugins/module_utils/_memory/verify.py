@@ -13,7 +13,14 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import LIVE
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import kib_to_mib
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_memory_blocks
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import (
+    QemuMonitorUnavailable, qemu_memory_devices,
+)
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.scope import read_model
 
 
 def compare_memory_views(libvirt_devices, qemu_devices=None, guest_blocks=None):
@@ -75,3 +82,25 @@ def compare_memory_views(libvirt_devices, qemu_devices=None, guest_blocks=None):
     if result['agree'] and not guest_known and libvirt_devices:
         result['agree'] = None
     return result
+
+
+def observe_guest(dom, name):
+    """libvirt's, QEMU's and the guest's view of the live memory devices, compared."""
+    try:
+        live = read_model(dom, LIVE, name)
+    except HotplugError as exc:
+        return dict(agree=False, guest_view=False, reason='cannot read the live XML: %s' % exc.msg)
+    try:
+        qemu = qemu_memory_devices(dom)
+        qemu_reason = None
+    except QemuMonitorUnavailable as exc:
+        qemu, qemu_reason = None, str(exc)
+    blocks = guest_memory_blocks(dom, live)
+    view = compare_memory_views(live.memory_devices, qemu, blocks)
+    if blocks.get('available') and blocks.get('block_bytes'):
+        view['guest_online_mib'] = len(blocks['online']) * blocks['block_bytes'] // (1024 * 1024)
+    else:
+        view['reason'] = 'the guest\'s view is unavailable: %s' % blocks.get('reason', 'no block size')
+    if qemu_reason:
+        view['qemu_reason'] = qemu_reason
+    return view

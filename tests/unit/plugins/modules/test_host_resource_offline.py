@@ -23,8 +23,8 @@ def lock_dir(tmp_path, mocker):
     mocker.patch.object(_domain_lock, 'LOCK_DIRS', (str(tmp_path / 'locks'),))
     original = _domain_lock.DomainLock.__init__
 
-    def init(self, uuid, name, timeout, lock_dirs=None):
-        original(self, uuid, name, timeout, lock_dirs=(str(tmp_path / 'locks'),))
+    def init(self, uuid, name, timeout, lock_dirs=None, busy_msg=None):
+        original(self, uuid, name, timeout, lock_dirs=(str(tmp_path / 'locks'),), busy_msg=busy_msg)
     mocker.patch.object(_domain_lock.DomainLock, '__init__', init)
 
 

@@ -202,8 +202,7 @@ def lab(mocker, tmp_path):
     fake_wait = functools.partial(_waiting.wait_for, sleep=clock.sleep, clock=clock)
     mocker.patch.object(_memory_apply, 'wait_for', fake_wait)
     mocker.patch.object(_memory_hotplug, 'wait_for', fake_wait)
-    mocker.patch.object(_memory_hotplug, 'DomainLock',
-                        functools.partial(_domain_lock.DomainLock, lock_dirs=(str(tmp_path),)))
+    mocker.patch.object(_domain_lock, 'LOCK_DIRS', (str(tmp_path),))
     return dom
 
 
