@@ -180,11 +180,6 @@ class EvacuationPlan:
     def changed_domains(self):
         return [c.domain.name for c in self.changes]
 
-    def to_dict(self):
-        return dict(repinned=[c.to_dict() for c in self.changes], unpinned=list(self.unpinned),
-                    unaffected=list(self.unaffected))
-
-
 def fallback_cpus(scope_pins, offlined, online_after, isolated):
     if scope_pins.cpuset:
         return tuple(sorted((set(scope_pins.cpuset) - set(offlined)) & set(online_after)))

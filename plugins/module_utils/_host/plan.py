@@ -90,15 +90,6 @@ class HostPlan:
     def changes(self):
         return bool(self.cpus_change or self.blocks_change)
 
-    def to_dict(self):
-        return dict(state=self.state, cpus_change=list(self.cpus_change), cpus_already=list(self.cpus_already),
-                    memory_blocks_change=list(self.blocks_change), memory_blocks_already=list(self.blocks_already),
-                    memory_online_state={str(k): v for k, v in sorted(self.block_online_state.items())},
-                    online_cpus_after=format_cpulist(self.online_cpus_after),
-                    nodes_losing_cpus=list(self.nodes_losing_cpus),
-                    nodes_losing_memory=list(self.nodes_losing_memory))
-
-
 def resolve_request(host, cpus, memory_blocks, numa_node):
     """Turn the options into (cpu ids, block ids, node id), refusing unknown or malformed ids."""
     problems = []

@@ -93,11 +93,6 @@ class MemoryPlan:
     def changed(self):
         return bool(self.actions)
 
-    @property
-    def removals(self):
-        return tuple(a for a in self.actions if isinstance(a, RemoveDimm))
-
-
 # ---------------------------------------------------------------------------
 # what a definition holds
 

@@ -107,10 +107,3 @@ def apply_guest(dom, name, plan):
         except DeadlineExceeded:
             raise HotplugError('%s: the agent did not answer within %d s; the guest may still carry it out'
                                % (action, AGENT_TIMEOUT_SECONDS))
-
-
-def raise_for_failed_add(calls, name, **details):
-    failed = [c for c in calls if c.action == 'enable' and not c.ok]
-    if failed:
-        raise HotplugError('hot-adding vCPU %d to domain %s failed: %s' % (failed[0].vcpu, name, failed[0].error),
-                           **details)
