@@ -27,9 +27,8 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.scope import 
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.devices import (
     dimm_xml, existing_device_xml, virtio_mem_xml, with_requested,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory.plan import (
-    AddDimm, AddVirtioMem, RemoveDimm, SetBalloon, describe_action,
-)
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.plan import AddDimm, AddVirtioMem, RemoveDimm, SetBalloon
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.predict import describe_action
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import (
     QemuMonitorUnavailable, qemu_memory_devices,
 )

@@ -24,8 +24,10 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot impo
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.tcg_hazard import refuse_if_hazardous
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.apply import apply_plan
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.plan import (
-    DEFAULT_BLOCK_KIB, DIMM, SetBalloon, MemoryRequest, describe_action, memory_view, plan_memory, predict,
+    DEFAULT_BLOCK_KIB, SetBalloon, MemoryRequest, plan_memory,
 )
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.predict import describe_action, predict
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.sizes import DIMM, memory_view
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.verify import observe_guest
 
 
