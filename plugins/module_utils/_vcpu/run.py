@@ -31,7 +31,7 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.apply import (
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.plan import VcpuRequest, plan_vcpus
 from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.verify import (
-    COMPLETE, GUEST_PENDING, PENDING, STALE, UNVERIFIED, VcpuViews, classify, observe, views_disagree,
+    COMPLETE, GUEST_PENDING, PENDING, STALE, UNVERIFIED, VcpuViews, classify, observe, stale_view, views_disagree,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
 
@@ -110,7 +110,7 @@ class VcpuChange(Change):
         self.timeout = params['timeout']
         self.wait_for_guest = params['wait_for_guest']
         self.raw_queries = params['raw_queries']
-        self.stale_view = params['stale_view']
+        self.stale_policy = params['stale_view']
         self.service = params['libvirt_service']
         self.name = run.dom.name()
         request = run.request
@@ -149,8 +149,7 @@ class VcpuChange(Change):
         return views
 
     def _stale_message(self, views, when):
-        stale = sorted(set(views.libvirt_enabled) - set(views.qemu_present))
-        unknown = sorted(set(views.qemu_present) - set(views.libvirt_enabled))
+        stale, unknown = stale_view(views.libvirt_enabled, views.qemu_present)
         parts = []
         if stale:
             parts.append('libvirt lists vCPUs %s that QEMU no longer has' % format_cpulist(stale))
@@ -170,7 +169,7 @@ class VcpuChange(Change):
         views = self._observe(with_guest=False)
         if not views_disagree(views):
             return
-        if self.stale_view != 'resync':
+        if self.stale_policy != 'resync':
             raise HotplugError(self._stale_message(views, 'before any change') + ' Nothing was changed.',
                                views=views.to_dict())
         views = self._resync('stale before the change')
@@ -266,7 +265,7 @@ class VcpuChange(Change):
                     'domain %s runs under TCG: QEMU removed vCPUs %s without finalizing them (a QEMU bug under TCG); '
                     'further vCPU or memory hot-add is refused until the domain is shut down and started again, '
                     'because QEMU would crash' % (self.name, format_cpulist(leaked)))
-        if outcome == STALE and self.stale_view == 'resync':
+        if outcome == STALE and self.stale_policy == 'resync':
             try:
                 self._resync('stale after the change')
             except HotplugError as exc:
