@@ -255,30 +255,12 @@ elapsed:
   type: float
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import URI_ARGS, argument_spec
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_change
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import change_main
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.run import HostChange
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(dict(
-            cpus=dict(type='list', elements='str'),
-            memory_blocks=dict(type='list', elements='str'),
-            numa_node=dict(type='int'),
-            state=dict(type='str', choices=['offline', 'online'], default='offline'),
-            evacuate=dict(type='bool', default=True),
-            repin_on_online=dict(type='bool', default=False),
-            online_type=dict(type='str', choices=['auto', 'online', 'online_movable', 'online_kernel'], default='auto'),
-            timeout=dict(type='int', default=30),
-            sysfs_root=dict(type='path', default='/sys'),
-        ), URI_ARGS),
-        supports_check_mode=True,
-        required_one_of=[('cpus', 'memory_blocks', 'numa_node')],
-    )
-    run_change(module, HostChange())
+    change_main(HostChange)
 
 
 if __name__ == '__main__':

@@ -287,26 +287,12 @@ elapsed:
   sample: 2.4
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import CHANGE_ARGS, DOMAIN_ARGS, argument_spec
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_change
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import change_main
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.run import MemoryChange
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(dict(
-            size=dict(type='str'),
-            model=dict(type='str', choices=['dimm', 'virtio-mem'], default='dimm'),
-            dimm_size=dict(type='str'),
-            numa_node=dict(type='int'),
-            current_memory=dict(type='str'),
-        ), DOMAIN_ARGS, CHANGE_ARGS),
-        supports_check_mode=True,
-        required_one_of=[('size', 'current_memory')],
-    )
-    run_change(module, MemoryChange())
+    change_main(MemoryChange)
 
 
 if __name__ == '__main__':

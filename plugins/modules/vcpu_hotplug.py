@@ -248,33 +248,12 @@ elapsed:
   sample: 1.37
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import CHANGE_ARGS, DOMAIN_ARGS, argument_spec
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_change
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import change_main
 from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.run import VcpuChange
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(dict(
-            count=dict(type='int'),
-            vcpus=dict(type='list', elements='str'),
-            state=dict(type='str', choices=['enabled', 'disabled']),
-            numa_node=dict(type='int'),
-            maximum=dict(type='int'),
-            guest_agent=dict(type='bool', default=False),
-            raw_queries=dict(type='bool', default=True),
-            stale_view=dict(type='str', choices=['fail', 'resync'], default='fail'),
-            libvirt_service=dict(type='str'),
-        ), DOMAIN_ARGS, CHANGE_ARGS),
-        supports_check_mode=True,
-        mutually_exclusive=[('count', 'vcpus'), ('vcpus', 'numa_node'), ('guest_agent', 'maximum'),
-                            ('guest_agent', 'numa_node')],
-        required_one_of=[('count', 'vcpus', 'maximum')],
-        required_by=dict(state='vcpus'),
-    )
-    run_change(module, VcpuChange())
+    change_main(VcpuChange)
 
 
 if __name__ == '__main__':

@@ -29,6 +29,12 @@ else:
     # raising it; the module reports errors itself, once, in fail_json.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
+# QEMU monitor and guest agent commands passed through libvirt (qemu_monitor.py, guest_agent.py).
+try:
+    import libvirt_qemu
+except ImportError:
+    libvirt_qemu = None
+
 DEFAULT_URI = 'qemu:///system'
 
 

@@ -17,13 +17,9 @@ import json
 import time
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, libvirt, libvirt_qemu
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import DeadlineExceeded, call_with_deadline
 
-try:
-    import libvirt_qemu
-except ImportError:
-    libvirt_qemu = None
 
 AGENT_TIMEOUT_SECONDS = 10
 

@@ -17,13 +17,8 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, libvirt, libvirt_qemu
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import DeadlineExceeded, call_with_deadline
-
-try:
-    import libvirt_qemu
-except ImportError:
-    libvirt_qemu = None
 
 
 # libvirt itself gives up on a busy monitor after about 30 s (it cannot get the domain's job).

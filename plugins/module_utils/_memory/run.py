@@ -13,6 +13,7 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import CHANGE_ARGS, DOMAIN_ARGS
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import Change
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import LIVE, SCOPES, resolve_scopes
@@ -85,6 +86,16 @@ def _views(models):
 
 
 class MemoryChange(Change):
+    options = dict(
+        size=dict(type='str'),
+        model=dict(type='str', choices=['dimm', 'virtio-mem'], default='dimm'),
+        dimm_size=dict(type='str'),
+        numa_node=dict(type='int'),
+        current_memory=dict(type='str'),
+    )
+    option_families = (DOMAIN_ARGS, CHANGE_ARGS)
+    module_options = dict(required_one_of=[('size', 'current_memory')])
+
 
     def request(self, params):
         return request_from_params(params)

@@ -21,6 +21,7 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import CHANGE_ARGS, DOMAIN_ARGS
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import Change
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import libvirt
@@ -90,6 +91,25 @@ def build_request(params):
 
 
 class VcpuChange(Change):
+    options = dict(
+        count=dict(type='int'),
+        vcpus=dict(type='list', elements='str'),
+        state=dict(type='str', choices=['enabled', 'disabled']),
+        numa_node=dict(type='int'),
+        maximum=dict(type='int'),
+        guest_agent=dict(type='bool', default=False),
+        raw_queries=dict(type='bool', default=True),
+        stale_view=dict(type='str', choices=['fail', 'resync'], default='fail'),
+        libvirt_service=dict(type='str'),
+    )
+    option_families = (DOMAIN_ARGS, CHANGE_ARGS)
+    module_options = dict(
+        mutually_exclusive=[('count', 'vcpus'), ('vcpus', 'numa_node'), ('guest_agent', 'maximum'),
+                            ('guest_agent', 'numa_node')],
+        required_one_of=[('count', 'vcpus', 'maximum')],
+        required_by=dict(state='vcpus'),
+    )
+
 
     def __init__(self):
         self.resyncs = []
