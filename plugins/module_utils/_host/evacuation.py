@@ -196,13 +196,8 @@ def plan_evacuation(domains, offlined, online_after, isolated=()):
         if not domain.pinned:
             plan.unpinned.append(domain.name)
             continue
-        domain_changes = []
-        records = {}
-        notes = []
-        for scope in SCOPES:
-            pins = domain.scopes.get(scope)
-            if pins is None:
-                continue
+        domain_changes, records, notes = [], {}, []
+        for scope, pins in _definitions(domain):
             record = dict(pins.record)
             fallback = fallback_cpus(pins, offlined, online_after, isolated)
             if pins.cpuset and not (set(pins.cpuset) - offlined):
@@ -263,12 +258,9 @@ def plan_repin(domains, online_after):
     online_after = set(online_after)
     plan = EvacuationPlan(changes=[], unpinned=[], unaffected=[])
     for domain in domains:
-        domain_changes = []
-        records = {}
-        notes = []
-        for scope in SCOPES:
-            pins = domain.scopes.get(scope)
-            if pins is None or not pins.record:
+        domain_changes, records, notes = [], {}, []
+        for scope, pins in _definitions(domain):
+            if not pins.record:
                 continue
             record = dict(pins.record)
             for key, (original, moved) in sorted(pins.record.items(), key=_record_order):
@@ -299,6 +291,11 @@ def plan_repin(domains, online_after):
         else:
             plan.unpinned.append(domain.name)
     return plan
+
+
+def _definitions(domain):
+    """(scope, ScopePins) of each definition the domain has, live first."""
+    return [(scope, domain.scopes[scope]) for scope in SCOPES if domain.scopes.get(scope) is not None]
 
 
 def _domain_change(domain, changes, records, notes):

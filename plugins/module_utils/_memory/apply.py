@@ -98,7 +98,7 @@ def _attach(dom, name, scope, xml, what):
 
 
 def _remove_dimm(dom, name, scope, action, device_xml, timeout, entry):
-    what = 'DIMM %s (%s)' % (action.alias or 'in slot %s' % action.slot, format_kib(action.size_kib))
+    what = 'DIMM %s (%s)' % (action.alias or 'in slot %s' % action.dimm.slot, format_kib(action.size_kib))
     if scope == CONFIG:
         call('detaching %s from domain %s (config)' % (what, name), dom.detachDeviceFlags, device_xml,
              affect_flag(scope))

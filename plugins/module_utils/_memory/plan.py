@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import format_kib
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import MemoryDevice
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.sizes import (
     DIMM, VIRTIO_MEM, boot_memory_kib, memory_size_kib, node_memory_kib,
 )
@@ -47,11 +48,16 @@ class AddDimm:
 
 @dataclass(frozen=True)
 class RemoveDimm:
-    index: int          # position among the definition's <memory> devices
-    alias: str | None
-    size_kib: int
-    node: int | None
-    slot: int | None
+    index: int              # position among the definition's <memory> devices
+    dimm: MemoryDevice      # the DIMM as the definition lists it
+
+    @property
+    def alias(self):
+        return self.dimm.alias
+
+    @property
+    def size_kib(self):
+        return self.dimm.size_kib
 
 
 @dataclass(frozen=True)
@@ -247,7 +253,7 @@ def _plan_dimm_removal(model, request, amount, size_before, context):
                                     ', '.join('%s %s' % (d.alias or 'slot %s' % d.slot, format_kib(d.size_kib))
                                               for _i, d in candidates),
                                     _possible_text(possible, size_before - amount)))
-    return [RemoveDimm(index=i, alias=d.alias, size_kib=d.size_kib, node=d.node, slot=d.slot) for i, d in chosen]
+    return [RemoveDimm(index=i, dimm=d) for i, d in chosen]
 
 
 def select_dimms(candidates, amount):

@@ -59,7 +59,7 @@ def describe_action(action, scope):
         entry.update(action='attach', model=DIMM, size_mib=kib_to_mib(action.size_kib), node=action.node)
     elif isinstance(action, RemoveDimm):
         entry.update(action='detach', model=DIMM, alias=action.alias, size_mib=kib_to_mib(action.size_kib),
-                     node=action.node, slot=action.slot)
+                     node=action.dimm.node, slot=action.dimm.slot)
     elif isinstance(action, AddVirtioMem):
         entry.update(action='attach', model=VIRTIO_MEM, size_mib=kib_to_mib(action.size_kib), node=action.node,
                      requested_mib=kib_to_mib(action.requested_kib))
