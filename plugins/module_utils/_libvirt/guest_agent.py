@@ -18,6 +18,7 @@ import time
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, libvirt, libvirt_qemu
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import command_json
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import DeadlineExceeded, call_with_deadline
 
 
@@ -88,10 +89,7 @@ def agent_command(dom, command, arguments=None, timeout=AGENT_TIMEOUT_SECONDS):
     """Run a raw guest agent command and return its "return" value."""
     if libvirt_qemu is None:
         raise RuntimeError('libvirt_qemu is not importable')
-    request = dict(execute=command)
-    if arguments:
-        request['arguments'] = arguments
-    reply = json.loads(libvirt_qemu.qemuAgentCommand(dom, json.dumps(request), timeout, 0))
+    reply = json.loads(libvirt_qemu.qemuAgentCommand(dom, command_json(command, arguments), timeout, 0))
     return reply.get('return')
 
 
