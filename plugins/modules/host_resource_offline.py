@@ -23,6 +23,10 @@ description:
     When one does not go offline within O(timeout), every block this task offlined is brought back online and the
     task fails naming the block that held out. The same happens when re-pinning or a CPU fails. Nothing is left half-done.
   - Idempotent. Returns which ids changed, which were already in the requested state, and the domains re-pinned.
+attributes:
+  idempotent:
+    support: full
+    details: A second run finds the CPUs and memory blocks in O(state), and the pins already moved, and changes nothing.
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
@@ -90,13 +94,7 @@ options:
         are still the real ones at O(uri), and the CPUs that stay online come from that tree.
     type: path
     default: /sys
-extends_documentation_fragment:
-  - kvm.hotplug.libvirt
-  - kvm.hotplug.attributes
-  - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
-attributes:
-  idempotent:
-    support: full
+extends_documentation_fragment: [kvm.hotplug.libvirt, kvm.hotplug.attributes, kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
 notes:
   - A thread is pinned when its domain has a C(<vcpupin>), C(<emulatorpin>) or C(<iothreadpin>) for it,
     a C(<vcpu cpuset>), or C(<vcpu placement='auto'>). Domains without any of these run on any online CPU and the kernel
@@ -250,7 +248,7 @@ note:
   returned: in check mode when memory blocks would go offline
   type: str
 elapsed:
-  description: Seconds the module took.
+  description: Seconds the module took, including the wait for the host lock and the domain locks.
   returned: always
   type: float
 '''

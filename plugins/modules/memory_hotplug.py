@@ -25,6 +25,10 @@ description:
     online, read through the QEMU guest agent.
   - O(current_memory) sets the balloon target, independently of O(size).
   - Changes of one domain are serialized on the managed host, so concurrent tasks on one domain take turns.
+attributes:
+  idempotent:
+    support: full
+    details: A second run finds the requested size and balloon target and plans nothing.
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
@@ -89,15 +93,7 @@ options:
     description:
       - Seconds to wait, each, for another task's lock on the domain, for the guest to release removed memory
         or reach the balloon target, and (O(wait_for_guest=true)) for the guest to online its memory.
-extends_documentation_fragment:
-  - kvm.hotplug.libvirt
-  - kvm.hotplug.libvirt.DOMAIN
-  - kvm.hotplug.change
-  - kvm.hotplug.attributes
-  - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
-attributes:
-  idempotent:
-    support: full
+extends_documentation_fragment: [kvm.hotplug.libvirt.DOMAIN, kvm.hotplug.change, kvm.hotplug.attributes, kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
 notes:
   - The domain needs C(<maxMemory slots='N'>) and at least one guest NUMA cell (C(<cpu><numa>)) for memory hotplug;
     both can only be added to the persistent definition and take effect at the next boot.
@@ -281,7 +277,7 @@ verification:
     devices: [{alias: dimm0, model: dimm, expected_mib: 512, qemu_plugged_mib: 512, guest_online_mib: 512,
                agree: true}]
 elapsed:
-  description: Seconds the task took.
+  description: Seconds the task took, including the waits for the domain lock and for the guest.
   returned: always
   type: float
   sample: 2.4

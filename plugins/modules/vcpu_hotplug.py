@@ -24,6 +24,10 @@ description:
     the module checks QEMU. If the guest and QEMU removed the vCPU but libvirt still lists it,
     libvirt's view is stale (QEMU never sent C(DEVICE_DELETED)); the module says so and, with O(stale_view=resync),
     restarts the libvirt daemon so that it re-reads the domain from QEMU.
+attributes:
+  idempotent:
+    support: full
+    details: A second run finds the requested vCPUs enabled (and the maximum set) and plans nothing.
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
@@ -106,15 +110,7 @@ options:
       - Defaults to V(virtqemud) when the modular daemons run, else V(libvirtd).
       - Restarted with C(systemctl) when systemd runs, else with the C(service) command.
     type: str
-extends_documentation_fragment:
-  - kvm.hotplug.libvirt
-  - kvm.hotplug.libvirt.DOMAIN
-  - kvm.hotplug.change
-  - kvm.hotplug.attributes
-  - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
-attributes:
-  idempotent:
-    support: full
+extends_documentation_fragment: [kvm.hotplug.libvirt.DOMAIN, kvm.hotplug.change, kvm.hotplug.attributes, kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
 notes:
   - Only one kvm.hotplug task changes a domain at a time on a host; a second one waits for the first (up to O(timeout))
     and then plans from the state the first one left.
@@ -242,7 +238,7 @@ notes:
   type: list
   elements: str
 elapsed:
-  description: Seconds the module took.
+  description: Seconds the module took, including the wait for the domain lock.
   returned: always
   type: float
   sample: 1.37

@@ -181,6 +181,7 @@ class EvacuationPlan:
     def changed_domains(self):
         return [c.domain.name for c in self.changes]
 
+
 def fallback_cpus(scope_pins, offlined, online_after, isolated):
     if scope_pins.cpuset:
         return tuple(sorted((set(scope_pins.cpuset) - set(offlined)) & set(online_after)))

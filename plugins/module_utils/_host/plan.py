@@ -61,6 +61,7 @@ class HostPlan:
     def changes(self):
         return bool(self.cpus_change or self.blocks_change)
 
+
 def resolve_request(host, cpus, memory_blocks, numa_node):
     """Turn the options into (cpu ids, block ids, node id), refusing unknown or malformed ids."""
     problems = []

@@ -94,6 +94,7 @@ class MemoryPlan:
     def changed(self):
         return bool(self.actions)
 
+
 # ---------------------------------------------------------------------------
 # planning
 

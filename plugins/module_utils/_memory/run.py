@@ -96,7 +96,6 @@ class MemoryChange(Change):
     option_families = (DOMAIN_ARGS, CHANGE_ARGS)
     module_options = dict(required_one_of=[('size', 'current_memory')])
 
-
     def request(self, params):
         return request_from_params(params)
 

@@ -110,7 +110,6 @@ class VcpuChange(Change):
         required_by=dict(state='vcpus'),
     )
 
-
     def __init__(self):
         self.resyncs = []
         self.resync_error = None
