@@ -9,7 +9,8 @@ from __future__ import annotations
 class ModuleDocFragment(object):
 
     # The libvirt connection every module of the collection takes.
-    _URI = r'''
+    DOCUMENTATION = r'''
+options:
   uri:
     description:
       - libvirt connection URI of the hypervisor, for example V(qemu:///system) or V(qemu+ssh://root@host/system).
@@ -17,16 +18,12 @@ class ModuleDocFragment(object):
         and V(qemu:///system) when that is not set either.
       - Set it once for all modules of the collection with C(module_defaults) and the group C(group/kvm.hotplug.libvirt).
     type: str
-'''
-    _REQUIREMENTS = r'''
 requirements:
   - libvirt-python (the C(libvirt) Python binding) on the managed host
   - lxml on the managed host
 '''
 
-    DOCUMENTATION = 'options:' + _URI + _REQUIREMENTS
-
-    # The domain a module works on, with the connection: _common/argspec.py DOMAIN_ARGS (name and uri).
+    # The domain a module works on: with the uri above, _common/argspec.py DOMAIN_ARGS (name and uri).
     DOMAIN = r'''
 options:
   name:
@@ -35,4 +32,4 @@ options:
     type: str
     required: true
     aliases: [domain]
-''' + _URI.lstrip('\n') + _REQUIREMENTS
+'''

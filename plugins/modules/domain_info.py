@@ -49,7 +49,8 @@ options:
         such a query is sent. The queries change nothing in the domain.
     type: bool
     default: false
-extends_documentation_fragment: [kvm.hotplug.libvirt, kvm.hotplug.attributes.INFO_MODULE, kvm.hotplug.attributes, kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
+extends_documentation_fragment: [kvm.hotplug.libvirt, kvm.hotplug.attributes.INFO_MODULE, kvm.hotplug.attributes,
+                                 kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
 notes:
   - Sizes are in MiB. vCPU ids are libvirt's; the guest numbers its CPUs itself, so compare guest counts, not ids.
 seealso:

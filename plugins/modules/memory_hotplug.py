@@ -93,10 +93,15 @@ options:
     description:
       - Seconds to wait, each, for another task's lock on the domain, for the guest to release removed memory
         or reach the balloon target, and (O(wait_for_guest=true)) for the guest to online its memory.
-extends_documentation_fragment: [kvm.hotplug.libvirt.DOMAIN, kvm.hotplug.change, kvm.hotplug.attributes, kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
+extends_documentation_fragment: [kvm.hotplug.libvirt, kvm.hotplug.libvirt.DOMAIN, kvm.hotplug.change,
+                                 kvm.hotplug.attributes, kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
 notes:
   - The domain needs C(<maxMemory slots='N'>) and at least one guest NUMA cell (C(<cpu><numa>)) for memory hotplug;
     both can only be added to the persistent definition and take effect at the next boot.
+  - A change to the persistent definition (O(config=true), also on a shut-off domain) is checked before anything is
+    written against the hypervisor's domain capabilities and the domain's own limits (guest NUMA cells, slots,
+    C(<maxMemory>), virtio-mem sizes and blocks), so that the domain can still boot; it is read back afterwards, and a
+    definition libvirt wrote other than planned is put back.
   - The guest must online hot-added memory. Linux onlines nothing by itself unless the kernel was built with
     C(MEMORY_HOTPLUG_DEFAULT_ONLINE) or booted with C(memhp_default_state=online_movable); distributions use a udev
     rule (C(SUBSYSTEM=="memory", ACTION=="add", ATTR{state}=="offline", ATTR{state}="online_movable")).
