@@ -6,13 +6,13 @@ import pytest
 from ansible_collections.kvm.hotplug.plugins.module_utils._host import evacuation as ev
 from ansible_collections.kvm.hotplug.plugins.module_utils._host import pins
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
-from ansible_collections.kvm.hotplug.tests.unit.plugins.pinning_fakes import (
-    CONFIG, LIVE, PinnableDomain, PinningConnection, domain_xml,
-)
+from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_hypervisor import CONFIG, LIVE, PinnableDomain
+from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeConnection
+from ansible_collections.kvm.hotplug.tests.unit.plugins.module_utils.domain_xml import pinned_xml
 
 
 def conn_with(*domains):
-    return PinningConnection(domains, host_cpus=4)
+    return FakeConnection(domains, host_cpus=4)
 
 
 def plan_for(conn, offlined, online_after, isolated=()):
@@ -21,12 +21,12 @@ def plan_for(conn, offlined, online_after, isolated=()):
 
 def test_read_domains_sources_of_pinning():
     conn = conn_with(
-        PinnableDomain('pinned', domain_xml('pinned', vcpus=3, current=2, vcpupin={0: '0', 1: '2-3'},
+        PinnableDomain('pinned', pinned_xml('pinned', vcpus=3, current=2, vcpupin={0: '0', 1: '2-3'},
                                             emulatorpin='0-1', iothreads=2, iothreadpin={1: '3'})),
-        PinnableDomain('cpuset', domain_xml('cpuset', vcpus=2, cpuset='2-3', iothreads=1)),
-        PinnableDomain('free', domain_xml('free', vcpus=2)),
-        PinnableDomain('bound', domain_xml('bound', numatune=('strict', '1'))),
-        PinnableDomain('preferred', domain_xml('preferred', numatune=('preferred', '1'))),
+        PinnableDomain('cpuset', pinned_xml('cpuset', vcpus=2, cpuset='2-3', iothreads=1)),
+        PinnableDomain('free', pinned_xml('free', vcpus=2)),
+        PinnableDomain('bound', pinned_xml('bound', numatune=('strict', '1'))),
+        PinnableDomain('preferred', pinned_xml('preferred', numatune=('preferred', '1'))),
     )
     domains = {d.name: d for d in pins.read_domains(conn)}
     live = domains['pinned'].scopes['live']
@@ -49,7 +49,7 @@ def test_read_domains_sources_of_pinning():
     ((0, 3), (1, 2), (), {('vcpu', 0): (1, 2), ('vcpu', 1): (2,), ('emulator', None): (1,)}),
 ])
 def test_plan_new_pinning(offlined, online_after, isolated, expected):
-    conn = conn_with(PinnableDomain('d', domain_xml('d', vcpus=2, vcpupin={0: '0', 1: '2-3'}, emulatorpin='0-1')))
+    conn = conn_with(PinnableDomain('d', pinned_xml('d', vcpus=2, vcpupin={0: '0', 1: '2-3'}, emulatorpin='0-1')))
     plan = plan_for(conn, offlined, online_after, isolated)
     live = {(c.kind, c.id): c.after for c in plan.changes[0].changes if c.scope == 'live'}
     config = {(c.kind, c.id): c.after for c in plan.changes[0].changes if c.scope == 'config'}
@@ -57,23 +57,23 @@ def test_plan_new_pinning(offlined, online_after, isolated, expected):
 
 
 def test_unpinned_and_unaffected_domains_are_listed():
-    conn = conn_with(PinnableDomain('free', domain_xml('free')),
-                     PinnableDomain('elsewhere', domain_xml('elsewhere', vcpupin={0: '0', 1: '1'})),
-                     PinnableDomain('hit', domain_xml('hit', vcpupin={0: '3'})))
+    conn = conn_with(PinnableDomain('free', pinned_xml('free')),
+                     PinnableDomain('elsewhere', pinned_xml('elsewhere', vcpupin={0: '0', 1: '1'})),
+                     PinnableDomain('hit', pinned_xml('hit', vcpupin={0: '3'})))
     plan = plan_for(conn, (3,), (0, 1, 2))
     assert plan.unpinned == ['free'] and plan.unaffected == ['elsewhere'] and plan.changed_domains == ['hit']
 
 
 @pytest.mark.parametrize('xml, offlined, online_after, isolated, refusal', [
     # every CPU that stays online is isolated: the vCPU would have nowhere to go
-    (domain_xml('d', vcpupin={0: '3'}), (3,), (0, 1, 2), (0, 1, 2), 'every CPU that stays online is isolated'),
+    (pinned_xml('d', vcpupin={0: '3'}), (3,), (0, 1, 2), (0, 1, 2), 'every CPU that stays online is isolated'),
     # the domain's own cpuset has nothing left
-    (domain_xml('d', cpuset='2-3'), (2, 3), (0, 1), (), 'its <vcpu cpuset> 2-3 has no CPU left'),
+    (pinned_xml('d', cpuset='2-3'), (2, 3), (0, 1), (), 'its <vcpu cpuset> 2-3 has no CPU left'),
     # an explicit pin outside the cpuset: the fallback is the cpuset, which is all offline too
-    (domain_xml('d', cpuset='3', vcpupin={0: '2'}), (2, 3), (0, 1), (), 'has no CPU left'),
+    (pinned_xml('d', cpuset='3', vcpupin={0: '2'}), (2, 3), (0, 1), (), 'has no CPU left'),
 ])
 def test_no_cpu_to_run_on_is_refused(xml, offlined, online_after, isolated, refusal):
-    conn = conn_with(PinnableDomain('d', xml), PinnableDomain('ok', domain_xml('ok', vcpupin={0: '1'})))
+    conn = conn_with(PinnableDomain('d', xml), PinnableDomain('ok', pinned_xml('ok', vcpupin={0: '1'})))
     with pytest.raises(HotplugError) as exc:
         plan_for(conn, offlined, online_after, isolated)
     assert refusal in exc.value.msg and 'nothing was changed' in exc.value.msg
@@ -81,7 +81,7 @@ def test_no_cpu_to_run_on_is_refused(xml, offlined, online_after, isolated, refu
 
 
 def test_cpuset_domain_gets_explicit_pins_inside_its_cpuset():
-    conn = conn_with(PinnableDomain('d', domain_xml('d', vcpus=2, cpuset='1-3', iothreads=1)))
+    conn = conn_with(PinnableDomain('d', pinned_xml('d', vcpus=2, cpuset='1-3', iothreads=1)))
     plan = plan_for(conn, (3,), (0, 1, 2))
     change = plan.changes[0]
     assert {c.thread: c.after for c in change.changes if c.scope == 'live'} == {
@@ -90,22 +90,22 @@ def test_cpuset_domain_gets_explicit_pins_inside_its_cpuset():
 
 
 def test_migrating_domain_is_refused():
-    dom = PinnableDomain('m', domain_xml('m', vcpupin={0: '3'}),
+    dom = PinnableDomain('m', pinned_xml('m', vcpupin={0: '3'}),
                          job={'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED, 'operation': 5})
     with pytest.raises(HotplugError, match='migration out job is running'):
         plan_for(conn_with(dom), (3,), (0, 1, 2))
 
 
 def test_inactive_and_transient_domains_use_their_only_definition():
-    off = PinnableDomain('off', domain_xml('off', vcpupin={0: '3'}), state=libvirt.VIR_DOMAIN_SHUTOFF)
-    transient = PinnableDomain('tr', domain_xml('tr', vcpupin={0: '3'}), persistent=False)
+    off = PinnableDomain('off', pinned_xml('off', vcpupin={0: '3'}), state=libvirt.VIR_DOMAIN_SHUTOFF)
+    transient = PinnableDomain('tr', pinned_xml('tr', vcpupin={0: '3'}), persistent=False)
     plan = plan_for(conn_with(off, transient), (3,), (0, 1, 2))
     scopes = {c.domain.name: sorted(set(x.scope for x in c.changes)) for c in plan.changes}
     assert scopes == {'off': ['config'], 'tr': ['live']}
 
 
 def test_apply_verify_record_and_repin_round_trip():
-    dom = PinnableDomain('d', domain_xml('d', vcpus=2, vcpupin={0: '0', 1: '3'}, emulatorpin='2-3'))
+    dom = PinnableDomain('d', pinned_xml('d', vcpus=2, vcpupin={0: '0', 1: '3'}, emulatorpin='2-3'))
     conn = conn_with(dom)
     plan = plan_for(conn, (3,), (0, 1, 2))
     pins.apply_plan(plan, 4)
@@ -135,7 +135,7 @@ def test_apply_verify_record_and_repin_round_trip():
 
 
 def test_repin_leaves_pins_changed_since_alone():
-    dom = PinnableDomain('d', domain_xml('d', vcpupin={0: '3'}))
+    dom = PinnableDomain('d', pinned_xml('d', vcpupin={0: '3'}))
     conn = conn_with(dom)
     pins.apply_plan(plan_for(conn, (3,), (0, 1, 2)), 4)
     dom.pinVcpuFlags(0, (False, True, False, False), LIVE)   # an operator moved it meanwhile
@@ -145,8 +145,8 @@ def test_repin_leaves_pins_changed_since_alone():
 
 
 def test_failure_puts_back_every_pin_and_record():
-    a = PinnableDomain('a', domain_xml('a', vcpupin={0: '3'}))
-    b = PinnableDomain('b', domain_xml('b', vcpupin={0: '3', 1: '2-3'}), fail_on={('vcpu', 1, CONFIG)})
+    a = PinnableDomain('a', pinned_xml('a', vcpupin={0: '3'}))
+    b = PinnableDomain('b', pinned_xml('b', vcpupin={0: '3', 1: '2-3'}), fail_on={('vcpu', 1, CONFIG)})
     conn = conn_with(a, b)
     plan = plan_for(conn, (3,), (0, 1, 2))
     with pytest.raises(HotplugError) as exc:
@@ -159,7 +159,7 @@ def test_failure_puts_back_every_pin_and_record():
 
 
 def test_verify_notices_a_pin_libvirt_did_not_apply():
-    dom = PinnableDomain('d', domain_xml('d', vcpupin={0: '3'}), silently_ignore={('vcpu', 0, LIVE)})
+    dom = PinnableDomain('d', pinned_xml('d', vcpupin={0: '3'}), silently_ignore={('vcpu', 0, LIVE)})
     plan = plan_for(conn_with(dom), (3,), (0, 1, 2))
     with pytest.raises(HotplugError) as exc:
         pins.apply_plan(plan, 4)
@@ -176,7 +176,7 @@ def test_record_format_round_trip():
 
 
 def test_numatune_placed_by_numad_is_asked_from_libvirt():
-    xml = domain_xml('auto').replace("<os>", "<numatune><memory mode='strict' placement='auto'/></numatune><os>")
+    xml = pinned_xml('auto').replace("<os>", "<numatune><memory mode='strict' placement='auto'/></numatune><os>")
     dom = PinnableDomain('auto', xml)
     dom.numaParameters = lambda flags: {'numa_mode': 0, 'numa_nodeset': '1'}
     assert ev.bound_nodes_map(pins.read_domains(conn_with(dom))) == {1: ['auto']}

@@ -5,9 +5,7 @@ import os
 import libvirt
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import guest_agent as _guest_agent
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import connection as _libvirt_connection
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import qemu_monitor as _qemu_monitor
 from ansible_collections.kvm.hotplug.plugins.modules import domain_info
 from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import (
     FakeConnection, FakeDomain, FakeLibvirtError,
@@ -23,7 +21,7 @@ def xml(name):
 
 
 @pytest.fixture
-def connection(mocker):
+def connection(hypervisor):
     conn = FakeConnection([
         FakeDomain('lab-numa', xml('numa-live.xml'),
                    guest_vcpus={'vcpus': '0-2', 'online': '0-2', 'offlinable': '1-2'},
@@ -33,8 +31,7 @@ def connection(mocker):
                                   'guest-get-memory-block-info': {'size': 128 * 1024 * 1024}}),
         FakeDomain('plain', config_xml=xml('minimal-inactive.xml'), state=libvirt.VIR_DOMAIN_SHUTOFF),
     ])
-    mocker.patch.object(_libvirt_connection.libvirt, 'open', return_value=conn)
-    return conn
+    return hypervisor.add_host(conn)
 
 
 def test_all_domains(connection, capsys):
@@ -51,10 +48,8 @@ def test_all_domains(connection, capsys):
     assert connection.closed
 
 
-def test_raw_queries_find_stale_libvirt_view(connection, capsys, mocker):
+def test_raw_queries_find_stale_libvirt_view(connection, capsys):
     dom = connection.domains['lab-numa']
-    mocker.patch.object(_qemu_monitor.libvirt_qemu, 'qemuMonitorCommand', side_effect=lambda d, c, f: d.qmp(c))
-    mocker.patch.object(_guest_agent.libvirt_qemu, 'qemuAgentCommand', side_effect=lambda d, c, t, f: d.agent(c))
     result, failed = run_main(domain_info.main, {'name': 'lab-numa', 'raw_queries': True}, capsys)
     assert not failed
     entry = result['domains'][0]
