@@ -5,26 +5,19 @@ import os
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import (
-    _domain_lock, _host_resource_task, _libvirt_connection, _memory_zone_record,
-)
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import run as _host_resource_task
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import zone_record as _memory_zone_record
 from ansible_collections.kvm.hotplug.plugins.modules import host_resource_offline
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_runner import run_main
-from ansible_collections.kvm.hotplug.tests.unit.plugins.pinning_fakes import (
-    CONFIG, LIVE, PinnableDomain, PinningConnection, domain_xml,
-)
+from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_hypervisor import CONFIG, LIVE, PinnableDomain
+from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeConnection
+from ansible_collections.kvm.hotplug.tests.unit.plugins.module_utils.domain_xml import pinned_xml
 from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import FakeKernel, two_node_host
 
 
 @pytest.fixture(autouse=True)
-def lock_dir(tmp_path, mocker):
+def zone_record_dir(tmp_path, mocker):
     mocker.patch.object(_memory_zone_record, 'RECORD_DIRS', (str(tmp_path / 'run'),))
-    mocker.patch.object(_domain_lock, 'LOCK_DIRS', (str(tmp_path / 'locks'),))
-    original = _domain_lock.DomainLock.__init__
-
-    def init(self, uuid, name, timeout, lock_dirs=None):
-        original(self, uuid, name, timeout, lock_dirs=(str(tmp_path / 'locks'),))
-    mocker.patch.object(_domain_lock.DomainLock, '__init__', init)
 
 
 @pytest.fixture
@@ -34,13 +27,12 @@ def host(tmp_path, mocker):
 
 
 @pytest.fixture
-def libvirt_conn(mocker):
-    conn = PinningConnection([
-        PinnableDomain('pinned', domain_xml('pinned', vcpus=2, vcpupin={0: '0', 1: '3'}, emulatorpin='2-3')),
-        PinnableDomain('free', domain_xml('free')),
+def libvirt_conn(hypervisor):
+    conn = FakeConnection([
+        PinnableDomain('pinned', pinned_xml('pinned', vcpus=2, vcpupin={0: '0', 1: '3'}, emulatorpin='2-3')),
+        PinnableDomain('free', pinned_xml('free')),
     ], host_cpus=4)
-    mocker.patch.object(_libvirt_connection.libvirt, 'open', return_value=conn)
-    return conn
+    return hypervisor.add_host(conn)
 
 
 def tree_snapshot(root):
@@ -176,7 +168,7 @@ def test_cpu_offline_failure_puts_pins_back(tmp_path, capsys, mocker, libvirt_co
 
 def test_domain_with_no_cpu_left_is_refused(host, capsys, libvirt_conn):
     root, kernel = host
-    libvirt_conn.domains['boxed'] = PinnableDomain('boxed', domain_xml('boxed', cpuset='2-3'))
+    libvirt_conn.domains['boxed'] = PinnableDomain('boxed', pinned_xml('boxed', cpuset='2-3'))
     result, failed = run(capsys, root, cpus=['2-3'])
     assert failed and "domain boxed (live): its <vcpu cpuset> 2-3 has no CPU left" in result['msg']
     assert kernel.writes == [] and libvirt_conn.domains['pinned'].pin_calls == []
@@ -184,7 +176,7 @@ def test_domain_with_no_cpu_left_is_refused(host, capsys, libvirt_conn):
 
 def test_node_bound_by_a_domain_keeps_its_last_cpu(host, capsys, libvirt_conn):
     root, kernel = host
-    libvirt_conn.domains['db'] = PinnableDomain('db', domain_xml('db', numatune=('strict', '1')))
+    libvirt_conn.domains['db'] = PinnableDomain('db', pinned_xml('db', numatune=('strict', '1')))
     result, failed = run(capsys, root, cpus=['2-3'])
     assert failed and 'last online CPU of NUMA node 1' in result['msg'] and 'db' in result['msg']
     assert kernel.writes == []
