@@ -658,6 +658,29 @@ def cmd_reset(a):
     return 0
 
 
+def cmd_home(a):
+    """Every fleet guest not running canonical on its home host is reset there; the others are left alone."""
+    t0 = time.time()
+    ihash = ensure_initramfs()["hash"]
+    conns = {n: open_host(n, 5) for n in known_hosts() if port_open(address(n), 16509)}
+    moved = []
+    for fg in fleet_guests():
+        if fg.home not in conns:
+            continue
+        found = where(conns, fg.name)
+        if [n for n, d in found] == [fg.home] and found[0][1].isActive() and \
+                _hash_of_live(found[0][1]) == guest_xml(fg, ihash)[1]:
+            continue
+        with lab.lock("fleet-guest-" + fg.name):
+            start_guest_at_home(conns, fg, ihash)
+        moved.append(fg.name)
+    not_ready = wait_guests(conns, moved, a.timeout)
+    for name in moved:
+        print("%s reset at home%s" % (name, ", NOT READY" if name in not_ready else ""))
+    print("fleet home in %.1f s (%d reset)" % (time.time() - t0, len(moved)))
+    return 1 if not_ready else 0
+
+
 def cmd_sysfs(a):
     n = host_number(a.host)
     mnt = sysfs_root(n)
@@ -727,6 +750,9 @@ def add_parser(sub, labctl_module):
     q.add_argument("name", metavar="GUEST")
     q.add_argument("--timeout", type=float, default=lab.DEFAULT_TIMEOUT)
     q.set_defaults(func=cmd_reset)
+    q = fs.add_parser("home", help="reset the fleet guests that are not running canonical on their home host")
+    q.add_argument("--timeout", type=float, default=lab.DEFAULT_TIMEOUT)
+    q.set_defaults(func=cmd_home)
     q = fs.add_parser("sysfs", help="hvN's simulated sysfs: print its state, or send a control command")
     q.add_argument("host", metavar="HOST")
     q.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
