@@ -34,7 +34,8 @@ Writes behave as the kernel's (drivers/base/cpu.c, drivers/base/memory.c):
 - there is no way to create, remove or rename anything.
 
 Control interface: the file MOUNTPOINT/simsysfs/control (outside devices/, so the modules never see it).
-Reading it gives the state as JSON (layout, faults, the log of writes).  Writing one command per write(2):
+Reading it gives the state as JSON: the CPUs, blocks and EDAC counters now, the faults, the layout, and
+the log of writes ([path, value written, result]: ok, an errno name, or pending while it hangs).  Writing one command per write(2):
 
     edac mcN/<counter path> VALUE|+N      set or raise a counter, e.g. `edac mc0/dimm1/dimm_ce_count +5`
     busy memoryN [COUNT]                  the next COUNT (default: every) offline of the block answer EBUSY
@@ -45,7 +46,9 @@ Reading it gives the state as JSON (layout, faults, the log of writes).  Writing
     hotpluggable cpuN 0|1                 whether cpuN has an online file
     zones memoryN ZONE...                 set a block's valid_zones as the kernel would show them now
     clear                                 drop every fault (busy, fail, hang)
-    reset                                 back to the layout the filesystem was started with, log emptied
+    reset                                 back to the current layout (every CPU and block as it says), log emptied
+    load LAYOUT                           replace the whole simulated host with LAYOUT (one line of JSON;
+                                          a test's set-up, e.g. adding an EDAC controller), log emptied
 
 A command that cannot be parsed answers EINVAL.  `simsysfs.py control` and `labctl fleet sysfs HOST ...`
 write these commands; tests can also write them with `echo CMD > MOUNTPOINT/simsysfs/control`.
@@ -66,6 +69,7 @@ import errno
 import json
 import os
 import re
+import signal
 import stat
 import sys
 import threading
@@ -152,7 +156,7 @@ class Model(object):
             bid = int(b['id'])
             state = b.get('state', 'online')
             zones = b.get('zones', 'Normal').split()
-            self.blocks[bid] = dict(id=bid, node=int(b.get('node', 0)), online=state == 'online', zones=zones,
+            self.blocks[bid] = dict(id=bid, node=int(b.get('node', 0)), state=state, zones=zones,
                                     removable=b.get('removable', 1),
                                     phys_index=int(b.get('phys_index', bid)), phys_device=int(b.get('phys_device', 0)))
         self.edac = {}
@@ -198,7 +202,7 @@ class Model(object):
         return sorted(b['id'] for b in self.blocks.values() if b['node'] == node)
 
     def meminfo(self, node):
-        total = sum(self.block_size // 1024 for b in self.blocks.values() if b['node'] == node and b['online'])
+        total = sum(self.block_size // 1024 for b in self.blocks.values() if b['node'] == node and b['state'] == 'online')
         lines = [('MemTotal', total), ('MemFree', total // 2), ('MemUsed', total - total // 2)]
         return ''.join('Node %d %-15s %8d kB\n' % (node, key + ':', value) for key, value in lines)
 
@@ -211,7 +215,9 @@ class Model(object):
         return ' '.join(self.blocks[block]['zones'])
 
     # ---- faults
-    def hang_for(self, target, op):
+    def hang_for(self, target, op, interrupted=lambda: False):
+        """Block a write that a `hang` fault matches; a signal to the writer ends it with EINTR (as a page
+        migration in offline_pages() ends on signal_pending())."""
         with self.lock:
             fault = None
             for f in self.faults:
@@ -221,7 +227,11 @@ class Model(object):
                     fault = f
                     break
         if fault is not None:
-            time.sleep(fault['seconds'])
+            until = time.monotonic() + fault['seconds']
+            while time.monotonic() < until:
+                if interrupted():
+                    raise KernelError(errno.EINTR)
+                time.sleep(0.01)
 
     def error_for(self, target, op):
         for fault in self.faults:
@@ -235,13 +245,20 @@ class Model(object):
         return None
 
     # ---- stores (what the kernel does on a write)
-    def store(self, rel, value):
+    def store(self, rel, value, interrupted=lambda: False):
         """Apply a write to the attribute at rel (a tuple of path parts); raises KernelError."""
         text = value.decode('ascii', 'replace')
         word = text.strip()
         target, op = self._target(rel, word)
-        if target is not None:
-            self.hang_for(target, op)
+        with self.lock:
+            self.writes.append(['/'.join(rel), text, 'pending'])
+            entry = self.writes[-1]
+        try:
+            if target is not None:
+                self.hang_for(target, op, interrupted)
+        except KernelError as exc:
+            entry[2] = errno.errorcode.get(exc.code, str(exc.code))
+            raise
         with self.lock:
             try:
                 if target is not None:
@@ -250,9 +267,9 @@ class Model(object):
                         raise KernelError(code)
                 self._apply(rel, word)
             except KernelError as exc:
-                self.writes.append(['/'.join(rel), text, errno.errorcode.get(exc.code, str(exc.code))])
+                entry[2] = errno.errorcode.get(exc.code, str(exc.code))
                 raise
-            self.writes.append(['/'.join(rel), text, 'ok'])
+            entry[2] = 'ok'
 
     @staticmethod
     def _target(rel, word):
@@ -302,17 +319,19 @@ class Model(object):
         b = self.blocks[block]
         if word not in MEMORY_STATES:
             raise KernelError(errno.EINVAL)
+        if b['state'] == 'going-offline':
+            raise KernelError(errno.EBUSY)            # another offline of the block is under way
         if word == 'offline':
-            if not b['online']:
+            if b['state'] != 'online':
                 raise KernelError(errno.EINVAL)       # device_offline() of an offline device returns 1
             if b['zones'] == ['none']:
                 raise KernelError(errno.EINVAL)       # spans zones or nodes: offline_pages() refuses
             zone = b['zones'][0]
-            b['online'] = False
+            b['state'] = 'offline'
             # an offline block lists the zones it could join, the default first
             b['zones'] = ['Movable', 'Normal'] if zone == 'Movable' else [zone, 'Movable']
             return
-        if b['online']:
+        if b['state'] == 'online':
             raise KernelError(errno.EINVAL)           # device_online() of an online device returns 1
         kernel = [z for z in b['zones'] if z != 'Movable']
         if word == 'online_movable':
@@ -325,7 +344,7 @@ class Model(object):
             zone = kernel[0]
         else:
             zone = b['zones'][0]
-        b['online'] = True
+        b['state'] = 'online'
         b['zones'] = [zone]
 
     # ---- control commands
@@ -333,6 +352,16 @@ class Model(object):
         words = line.split()
         if not words:
             raise KernelError(errno.EINVAL)
+        if words[0] == 'load':
+            try:
+                layout = json.loads(line.split(None, 1)[1])
+                with self.lock:
+                    self.load(layout)       # parse first: a bad layout leaves the current one
+                    self.layout = layout
+                    self.faults, self.writes = [], []
+            except (IndexError, KeyError, ValueError, TypeError, AttributeError):
+                raise KernelError(errno.EINVAL)
+            return
         with self.lock:
             try:
                 self._control(words[0], words[1:])
@@ -412,7 +441,7 @@ class Model(object):
                 edac={'mc%d' % m['id']: dict(counters=m['counters'],
                                              **{k: d['counters'] for k, d in sorted(m['dimms'].items())})
                       for _, m in sorted(self.edac.items())},
-                faults=self.faults, writes=self.writes), indent=1, sort_keys=True) + '\n'
+                faults=self.faults, writes=self.writes, layout=self.layout), indent=1, sort_keys=True) + '\n'
 
 
 # --------------------------------------------------------------------------
@@ -440,8 +469,9 @@ def const(text):
 
 
 class Tree(object):
-    def __init__(self, model):
+    def __init__(self, model, interrupted=lambda: False):
         self.m = model
+        self.interrupted = interrupted      # () -> True when the writer of the current request got a signal
 
     def root(self):
         return Dir(lambda: dict(devices=Dir(lambda: dict(system=self.system())),
@@ -453,7 +483,7 @@ class Tree(object):
                 self.m.control(line)
 
     def store(self, *rel):
-        return lambda data: self.m.store(rel, data)
+        return lambda data: self.m.store(rel, data, self.interrupted)
 
     def system(self):
         m = self.m
@@ -513,8 +543,8 @@ class Tree(object):
         b = m.blocks[block]
         rel = ('devices', 'system', 'memory', 'memory%d' % block)
         out = {
-            'state': Attr(lambda: ('online' if b['online'] else 'offline') + '\n', self.store(*(rel + ('state',)))),
-            'online': Attr(lambda: '%d\n' % (1 if b['online'] else 0), self.store(*(rel + ('online',)))),
+            'state': Attr(lambda: b['state'] + '\n', self.store(*(rel + ('state',)))),
+            'online': Attr(lambda: '%d\n' % (1 if b['state'] == 'online' else 0), self.store(*(rel + ('online',)))),
             'valid_zones': Attr(lambda: m.zones_text(block) + '\n'),
             'phys_index': const('%08x\n' % b['phys_index']),
             'phys_device': const('%d\n' % b['phys_device']),
@@ -532,7 +562,7 @@ class Tree(object):
         out = {'online': const(format_list(nodes) + '\n'), 'possible': const(format_list(nodes) + '\n'),
                'has_cpu': Attr(lambda: format_list(n for n in nodes if m.node_cpus(n, True)) + '\n'),
                'has_memory': Attr(lambda: format_list(n for n in nodes if any(
-                   m.blocks[b]['online'] for b in m.node_blocks(n))) + '\n')}
+                   m.blocks[b]['state'] == 'online' for b in m.node_blocks(n))) + '\n')}
         for node in nodes:
             out['node%d' % node] = Dir(lambda node=node: self.one_node(node, nodes))
         return out
@@ -596,7 +626,9 @@ class Tree(object):
 def make_operations(model):
     import mfusepy
 
-    tree = Tree(model)
+    # libfuse's fuse_interrupted(): the request this thread serves was interrupted (needs the intr option)
+    libfuse = mfusepy._libfuse  # pylint: disable=protected-access
+    tree = Tree(model, lambda: bool(libfuse.fuse_interrupted()))
     uid, gid = os.getuid(), os.getgid()
 
     def fuse_error(code):
@@ -677,8 +709,12 @@ def serve(mountpoint, layout):
     import mfusepy
 
     model = Model(layout)
+    # libfuse tells a thread that its request was interrupted with SIGUSR1 (intr_signal); mfusepy sets the
+    # intr option after libfuse would have installed its handler, so ignore-by-handler it here: the signal
+    # only has to cut the thread's sleep short, and the hang loop then asks fuse_interrupted().
+    signal.signal(signal.SIGUSR1, lambda _signum, _frame: None)
     mfusepy.FUSE(make_operations(model), mountpoint, foreground=True, allow_other=True, fsname='simsysfs',
-                 direct_io=True, attr_timeout=0, entry_timeout=0, negative_timeout=0)
+                 direct_io=True, attr_timeout=0, entry_timeout=0, negative_timeout=0, intr=True)
 
 
 # --------------------------------------------------------------------------
