@@ -1,9 +1,12 @@
-#!/usr/bin/env python3
 """simsysfs: a FUSE filesystem that answers like the kernel's sysfs for CPUs, memory blocks, NUMA nodes and EDAC.
 
-    simsysfs.py serve MOUNTPOINT LAYOUT.json      mount and serve in the foreground (until unmounted or signalled)
-    simsysfs.py layout-from-host [SYSFS]          print a layout (JSON) describing this machine's /sys
-    simsysfs.py control MOUNTPOINT COMMAND...     write one control command (see below) and print the reply
+    python3 simsysfs.py serve MOUNTPOINT LAYOUT.json    mount and serve in the foreground (until unmounted)
+    python3 simsysfs.py layout-from-host [SYSFS]        print a layout (JSON) describing this machine's /sys
+    python3 simsysfs.py control MOUNTPOINT COMMAND...   write one control command (see below), print the state
+    python3 simsysfs.py mount MOUNTPOINT LAYOUT.json    serve in the background: returns once mounted, prints the pid
+    python3 simsysfs.py umount MOUNTPOINT               unmount (the server then exits)
+
+(with a Python that has mfusepy: the project's .venv)
 
 The tree under MOUNTPOINT is the part of /sys the kvm.hotplug host modules read
 (plugins/module_utils/_host_sysfs.py, _edac.py):
@@ -181,11 +184,10 @@ class Model(object):
                 for ch, (ce, label) in enumerate(r.get('channels', [])):
                     counters['ch%d_ce_count' % ch] = int(ce)
                     labels['ch%d_dimm_label' % ch] = label
-                entry['dimms']['csrow%d' % index] = dict(size_mb=int(r.get('size', 8192)),
-                                                          mem_type=r.get('mem_type', 'Registered-DDR4'),
-                                                          edac_mode=r.get('edac_mode', 'S4ECD4ED'),
-                                                          dev_type=r.get('dev_type', 'x4'),
-                                                          counters=counters, labels=labels)
+                entry['dimms']['csrow%d' % index] = dict(
+                    size_mb=int(r.get('size', 8192)), mem_type=r.get('mem_type', 'Registered-DDR4'),
+                    edac_mode=r.get('edac_mode', 'S4ECD4ED'), dev_type=r.get('dev_type', 'x4'),
+                    counters=counters, labels=labels)
             self.edac[mid] = entry
 
     # ---- derived views
@@ -435,12 +437,12 @@ class Model(object):
     def state_json(self):
         with self.lock:
             return json.dumps(dict(
-                cpus=[dict(c) for _, c in sorted(self.cpus.items())],
+                cpus=[dict(self.cpus[c]) for c in sorted(self.cpus)],
                 isolated=format_list(self.isolated),
-                blocks=[dict(b, zones=' '.join(b['zones'])) for _, b in sorted(self.blocks.items())],
-                edac={'mc%d' % m['id']: dict(counters=m['counters'],
-                                             **{k: d['counters'] for k, d in sorted(m['dimms'].items())})
-                      for _, m in sorted(self.edac.items())},
+                blocks=[dict(self.blocks[b], zones=' '.join(self.blocks[b]['zones'])) for b in sorted(self.blocks)],
+                edac={'mc%d' % m: dict(counters=self.edac[m]['counters'],
+                                       **{k: d['counters'] for k, d in sorted(self.edac[m]['dimms'].items())})
+                      for m in sorted(self.edac)},
                 faults=self.faults, writes=self.writes, layout=self.layout), indent=1, sort_keys=True) + '\n'
 
 
@@ -582,20 +584,23 @@ class Tree(object):
     def edac_dir(self):
         return {'mc%d' % mid: Dir(lambda mid=mid: self.one_mc(mid)) for mid in sorted(self.m.edac)}
 
+    @staticmethod
+    def counter(counters, key):
+        return Attr(lambda: '%d\n' % counters[key])
+
     def one_mc(self, mid):
         mc = self.m.edac[mid]
-        counter = lambda counters, key: Attr(lambda: '%d\n' % counters[key])  # noqa: E731
         out = {'mc_name': const(mc['name'] + '\n'), 'size_mb': const('%d\n' % mc['size_mb']),
                'seconds_since_reset': Attr(lambda: '%d\n' % int(time.time() - mc['reset_at'])),
                'max_location': const('channel 3 slot 1\n'),
                'reset_counters': Attr(lambda: '', self.store('devices', 'system', 'edac', 'mc', 'mc%d' % mid,
                                                              'reset_counters'), FILE_MODE_WO)}
         for key in mc['counters']:
-            out[key] = counter(mc['counters'], key)
+            out[key] = self.counter(mc['counters'], key)
         if mc.get('node') is not None:
             out['node%d' % int(mc['node'])] = Link('../../../node/node%d' % int(mc['node']))
         for name, d in mc['dimms'].items():
-            files = {key: counter(d['counters'], key) for key in d['counters']}
+            files = {key: self.counter(d['counters'], key) for key in d['counters']}
             if name.startswith('csrow'):
                 files.update({k: const(v + '\n') for k, v in d['labels'].items()})
                 files.update(size_mb=const('%d\n' % d['size_mb']), mem_type=const(d['mem_type'] + '\n'),
@@ -779,6 +784,20 @@ def control(mountpoint, command):
         return handle.read()
 
 
+def mount_background(mountpoint, layout_path, timeout=20):
+    """Start `serve` in its own session, return its pid once MOUNTPOINT is mounted."""
+    import subprocess
+    log = open(mountpoint.rstrip('/') + '.simsysfs.log', 'ab')
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), 'serve', mountpoint, layout_path],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not os.path.ismount(mountpoint):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise OSError(errno.EIO, 'simsysfs did not mount %s (see %s)' % (mountpoint, log.name))
+        time.sleep(0.02)
+    return proc.pid
+
+
 def main(argv):
     if len(argv) >= 3 and argv[0] == 'serve':
         with open(argv[2]) as handle:
@@ -789,6 +808,13 @@ def main(argv):
         json.dump(layout_from_host(argv[1] if len(argv) > 1 else '/sys'), sys.stdout, indent=1)
         sys.stdout.write('\n')
         return 0
+    if len(argv) == 3 and argv[0] == 'mount':
+        os.makedirs(argv[1], exist_ok=True)
+        print(mount_background(argv[1], argv[2]))
+        return 0
+    if len(argv) == 2 and argv[0] == 'umount':
+        import subprocess
+        return subprocess.call(['umount', argv[1]] if os.geteuid() == 0 else ['fusermount3', '-u', argv[1]])
     if len(argv) >= 3 and argv[0] == 'control':
         try:
             sys.stdout.write(control(argv[1], ' '.join(argv[2:])))

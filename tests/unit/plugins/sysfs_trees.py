@@ -91,8 +91,8 @@ def add_edac_controller(root, mc_id, name, dimms=(), ranks=(), csrows=(), size_m
     current = sim_state(root)['layout']
     current.setdefault('edac', []).append(dict(
         id=mc_id, name=name, size_mb=size_mb, ce=ce, ue=ue, ce_noinfo=ce_noinfo, ue_noinfo=ue_noinfo, node=node,
-        dimms=list(dimms), ranks=list(ranks), csrows=[dict(r, channels=[list(c) for c in r.get('channels', ())])
-                                                       for r in csrows]))
+        dimms=list(dimms), ranks=list(ranks),
+        csrows=[dict(r, channels=[list(c) for c in r.get('channels', ())]) for r in csrows]))
     control(root, 'load ' + json.dumps(current))
     return os.path.join(root, 'devices', 'system', 'edac', 'mc', 'mc%d' % mc_id)
 

@@ -82,7 +82,7 @@ def test_nothing_can_be_created_or_removed(root):
 
 def test_busy_block_answers_ebusy_then_goes(root):
     kernel = Kernel(root, busy={32}, busy_times=2)
-    for _ in range(2):
+    for _attempt in range(2):
         with pytest.raises(OSError) as exc:
             write(root, 'devices/system/memory/memory32/state', 'offline')
         assert exc.value.errno == errno.EBUSY
