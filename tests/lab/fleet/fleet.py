@@ -14,7 +14,7 @@ Processes of hvN, all started here and ended by their process ids:
                 so the namespace's copy of the mount table has it)
   anchor        `unshare --mount --uts --propagation private` running FLEET_DIR/hvN/boot.sh, which mounts
                 tmpfs over the libvirt directories, writes the configs in, starts the daemons and then
-                stays as the namespace's first process (a `sleep` loop)
+                stays as the namespace's first process (`exec sleep`)
   virtlogd, libvirtd, sshd   inside that namespace (pid files under its /run/libvirt and FLEET_DIR/hvN)
 """
 
