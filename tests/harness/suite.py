@@ -33,6 +33,8 @@ COLLECTION = os.path.join(COLLECTION_ROOT, 'ansible_collections', 'kvm', 'hotplu
 PYTHON_VERSION = '%d.%d' % sys.version_info[:2]
 # Tooling that is not part of the collection (galaxy.yml build_ignore) stays out of the test tree.
 NOT_SHIPPED = ('tests/lab/', 'tests/harness/', 'bench/', '.ci/', 'Makefile', 'execution-environment/context/')
+# ...except the lab's simulated host sysfs, which the unit tests mount (tests/unit/plugins/conftest.py).
+TEST_TOOLS = ('tests/lab/fleet/simsysfs.py',)
 
 # The lab lives in the repository, not in the copied tree; integration targets reach it through these vars.
 LAB_VARS = {
@@ -50,7 +52,8 @@ def log(message):
 def tracked_files():
     out = subprocess.run(['git', 'ls-files', '-co', '--exclude-standard', '-z'], cwd=REPO, check=True,
                          stdout=subprocess.PIPE).stdout.decode()
-    return [f for f in out.split('\0') if f and not f.startswith(NOT_SHIPPED) and os.path.isfile(os.path.join(REPO, f))]
+    return [f for f in out.split('\0')
+            if f and (f in TEST_TOOLS or not f.startswith(NOT_SHIPPED)) and os.path.isfile(os.path.join(REPO, f))]
 
 
 def prepare_tree():

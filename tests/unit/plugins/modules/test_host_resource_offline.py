@@ -12,7 +12,7 @@ from ansible_collections.kvm.hotplug.tests.unit.plugins.module_runner import run
 from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_hypervisor import CONFIG, LIVE, PinnableDomain
 from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeConnection
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_utils.domain_xml import pinned_xml
-from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import FakeKernel, two_node_host
+from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import Kernel, two_node_host
 
 
 @pytest.fixture(autouse=True)
@@ -21,9 +21,9 @@ def zone_record_dir(tmp_path, mocker):
 
 
 @pytest.fixture
-def host(tmp_path, mocker):
-    root = two_node_host(tmp_path / 'sys')
-    return root, FakeKernel(root).install(mocker)
+def host(simsysfs):
+    root = two_node_host(simsysfs)
+    return root, Kernel(root)
 
 
 @pytest.fixture
@@ -79,9 +79,9 @@ def test_memory_blocks_offline_check_mode_real_run_and_idempotence(host, capsys)
     assert kernel.zones(32) == 'Movable' and result['domains_checked'] is False
 
 
-def test_block_that_stays_busy_fails_and_rolls_back(tmp_path, capsys, mocker):
-    root = two_node_host(tmp_path / 'sys')
-    kernel = FakeKernel(root, busy={3}).install(mocker)
+def test_block_that_stays_busy_fails_and_rolls_back(simsysfs, capsys):
+    root = two_node_host(simsysfs)
+    kernel = Kernel(root, busy={3})
     result, failed = run(capsys, root, memory_blocks=['3', '32', '33'], timeout=1, evacuate=False)
     assert failed and result['changed'] is False
     assert result['msg'].startswith('memory block 3 did not go offline within 1 s')
@@ -117,9 +117,9 @@ def test_numa_node_as_one_unit_without_libvirt(host, capsys):
     assert [kernel.zones(b) for b in (4, 5, 34, 35)] == ['DMA32', 'DMA32', 'Movable', 'Movable']
 
 
-def test_numa_node_with_an_unmovable_block_rolls_back(tmp_path, capsys, mocker):
-    root = two_node_host(tmp_path / 'sys')
-    kernel = FakeKernel(root, final={5: errno.EINVAL}).install(mocker)
+def test_numa_node_with_an_unmovable_block_rolls_back(simsysfs, capsys):
+    root = two_node_host(simsysfs)
+    kernel = Kernel(root, final={5: errno.EINVAL})
     result, failed = run(capsys, root, numa_node=1, evacuate=False)
     assert failed and 'memory block 5 cannot go offline: EINVAL' in result['msg']
     assert all(kernel.state(b) == 'online' for b in (4, 5, 34, 35))
@@ -154,9 +154,9 @@ def test_evacuation_then_repin(host, capsys, libvirt_conn):
     assert not failed and not result['changed']
 
 
-def test_cpu_offline_failure_puts_pins_back(tmp_path, capsys, mocker, libvirt_conn):
-    root = two_node_host(tmp_path / 'sys')
-    kernel = FakeKernel(root, cpu_errors={3: errno.EBUSY}).install(mocker)
+def test_cpu_offline_failure_puts_pins_back(simsysfs, capsys, libvirt_conn):
+    root = two_node_host(simsysfs)
+    kernel = Kernel(root, cpu_errors={3: errno.EBUSY})
     dom = libvirt_conn.domains['pinned']
     result, failed = run(capsys, root, cpus=['2-3'], memory_blocks=['34'])
     assert failed and 'CPU 3 cannot go offline: EBUSY' in result['msg']
@@ -201,13 +201,13 @@ def test_options_validation(host, capsys):
     assert failed and 'timeout' in result['msg']
 
 
-def test_online_without_a_record_follows_the_host_policy(tmp_path, capsys, mocker):
+def test_online_without_a_record_follows_the_host_policy(simsysfs, capsys):
     from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import Block, Cpu, build_tree
     for policy, expected in (('online_movable', 'online_movable'), ('offline', 'online'),
                              ('online_kernel', 'online_kernel')):
-        root = build_tree(str(tmp_path / policy), [Cpu(0, hotpluggable=False)],
+        root = build_tree(simsysfs, [Cpu(0, hotpluggable=False)],
                           [Block(0), Block(1, state='offline', zones='Normal Movable')], auto_online=policy)
-        FakeKernel(root).install(mocker)
+        Kernel(root)
         result, failed = run(capsys, root, memory_blocks=['1'], state='online')
         assert not failed and result['memory_online_state'] == {'1': expected}, policy
 
