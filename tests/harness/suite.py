@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Run the collection's test suites the way CI does, and print how many of each ran.
 
-    suite.py sanity | units | integration [TARGET...] | all | demo
+    suite.py sanity | units | gates | integration [TARGET...] | awx | all | demo | docs | ee-context
+
+`gates` are the ecosystem's own checks (ansible-lint, galaxy-importer, antsibull-docs, ansible-doc,
+antsibull-changelog, ansible-builder); `awx` runs each shipped playbook through ansible-runner as an AWX
+job template does; `docs` builds the antsibull-docs site; `ee-context` writes the execution environment's
+build context.
 
 ansible-test needs the collection under ansible_collections/kvm/hotplug, so
 each run copies the working tree (files git knows or would add) to
@@ -14,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import glob
+import json
 import os
 import re
 import shutil
@@ -22,6 +29,8 @@ import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
+
+import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TMP = os.path.join(REPO, '.tmp')
@@ -91,19 +100,29 @@ def ensure_pip_standin():
             'sys.exit(subprocess.run([sys.executable, "-m", "pip", "install"] + args).returncode)\n')
 
 
-def ansible_test(args, cwd):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTION_ROOT, PYTHONUNBUFFERED='1')
-    env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env.get('PATH', '')
-    command = [os.path.join(os.path.dirname(sys.executable), 'ansible-test')] + args
+def venv_tool(name):
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+def run_tool(command, cwd, env=None, echo=True):
+    """Run a tool of the venv with the copied collection on ANSIBLE_COLLECTIONS_PATH; stream and return its output."""
+    full_env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTION_ROOT, PYTHONUNBUFFERED='1')
+    full_env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + full_env.get('PATH', '')
+    full_env.update(env or {})
     log('$ ' + ' '.join(command))
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     lines = []
     for raw in proc.stdout:
         line = raw.decode(errors='replace')
         lines.append(line)
-        sys.stdout.write(line)
-        sys.stdout.flush()
+        if echo:
+            sys.stdout.write(line)
+            sys.stdout.flush()
     return proc.wait(), ''.join(lines)
+
+
+def ansible_test(args, cwd):
+    return run_tool([venv_tool('ansible-test')] + args, cwd)
 
 
 def run_sanity():
@@ -140,6 +159,42 @@ def run_units():
         failed = 1
     return dict(name='units', unit='unit tests', ran=passed + failed, passed=passed, failed=failed,
                 skipped=skipped, code=code)
+
+
+def gates_context():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import gates
+    tree = prepare_tree()
+    # beside the copied tree, not in it (the tarball is built from the tree)
+    scratch = tempfile.mkdtemp(prefix='gates-', dir=COLLECTION_ROOT)
+    return gates, gates.Gates(tree, scratch, run_tool, venv_tool, log)
+
+
+def run_gates(names=None):
+    gates, context = gates_context()
+    results = gates.run_gates(context, names)
+    log('gates:')
+    for name, problems, seconds in results:
+        log('  %-28s %s  (%.0f s)' % (name, 'passed' if not problems else 'FAILED (%d)' % len(problems), seconds))
+    log('gates took %.0f s' % sum(seconds for _n, _p, seconds in results))
+    failures = [(name, problems[:5]) for name, problems, _s in results if problems]
+    return dict(name='gates', unit='gates', ran=len(results), passed=len(results) - len(failures),
+                failed=len(failures), code=1 if failures else 0, failures=failures)
+
+
+def run_ee_context():
+    """`make ee-context`: the tarball in execution-environment/context-collections/ and the build context
+    in execution-environment/context/ of the working tree (both git-ignored and left out of the tarball)."""
+    gates, context = gates_context()
+    dest = os.path.join(REPO, 'execution-environment', 'context')
+    shutil.rmtree(dest, ignore_errors=True)
+    code, _output, _ee = gates.ee_context(context, dest)
+    if code == 0:
+        collections = os.path.join(REPO, 'execution-environment', 'context-collections')
+        os.makedirs(collections, exist_ok=True)
+        shutil.copy2(context.tarball, collections)
+        log('build context: %s (build it with: podman build -f %s/Containerfile %s)' % (dest, dest, dest))
+    return code
 
 
 def integration_targets():
@@ -243,14 +298,18 @@ def remove_tree():
 def main():
     atexit.register(remove_tree)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('part', choices=['sanity', 'units', 'integration', 'all', 'demo'])
-    parser.add_argument('targets', nargs='*', help='integration targets (default: all)')
+    parser.add_argument('part', choices=['sanity', 'units', 'gates', 'integration', 'all', 'demo', 'ee-context'])
+    parser.add_argument('targets', nargs='*', help='integration targets or gates (default: all)')
     args = parser.parse_args()
     if args.part == 'demo':
         return run_demo()
+    if args.part == 'ee-context':
+        return run_ee_context()
     results = []
     if args.part in ('sanity', 'all'):
         results.append(run_sanity())
+    if args.part in ('gates', 'all'):
+        results.append(run_gates(args.targets if args.part == 'gates' else None))
     if args.part in ('units', 'all'):
         results.append(run_units())
     if args.part in ('integration', 'all'):
