@@ -7,13 +7,14 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-test.txt | md5sum | cut -c1-12)
 
-.PHONY: help demo test sanity units gates integration lab-up lab-down lab-status lab-qemu system-packages venv ee-context clean
+.PHONY: help demo test sanity units gates integration lab-up lab-down lab-status lab-qemu system-packages venv ee-context docs clean
 
 help:
 	@echo "make demo         bring up the local lab and run playbooks/demo.yml on it"
 	@echo "make test         run every test: sanity, units, integration against the lab"
 	@echo "make sanity | units | integration [TARGETS='a b']"
 	@echo "make gates [GATES='ansible-lint ...']  ansible-lint, galaxy-importer, antsibull-docs, ansible-doc, changelog, EE"
+	@echo "make docs         the documentation site (antsibull-docs + Sphinx) in .tmp/docs/html"
 	@echo "make ee-context   build the collection tarball and the execution environment's build context"
 	@echo "make lab-up | lab-down | lab-status"
 	@echo "make lab-qemu     build Debian's QEMU with the TCG vCPU-unplug fix the vCPU tests use (about 5 min)"
@@ -59,6 +60,9 @@ units: venv
 
 gates: venv
 	$(VPY) tests/harness/suite.py gates $(GATES)
+
+docs: venv
+	$(VPY) tests/harness/suite.py docs
 
 ee-context: venv
 	$(VPY) tests/harness/suite.py ee-context

@@ -14,6 +14,7 @@ build` would ship it.
     changelog              fragments and changelog.yaml valid, CHANGELOG.rst generated from them
     execution-environment  ansible-builder create: a Containerfile with every step, introspect agreeing with
                            requirements.txt and bindep.txt
+    docs                   the documentation site (docsite.py) builds with no warning but those of no network
 """
 
 from __future__ import annotations
@@ -308,6 +309,11 @@ def gate_execution_environment(g):
     return problems
 
 
+def gate_docs(g):
+    import docsite  # beside this file; suite.py puts this directory on sys.path
+    return docsite.build(g.tree, g.scratch, os.path.join(g.scratch, 'docs-html'), g.run_tool, g.tool, g.log)
+
+
 GATES = [
     ('ansible-lint', gate_ansible_lint),
     ('tarball', gate_tarball),
@@ -316,6 +322,7 @@ GATES = [
     ('ansible-doc', gate_ansible_doc),
     ('changelog', gate_changelog),
     ('execution-environment', gate_execution_environment),
+    ('docs', gate_docs),
 ]
 
 

@@ -197,6 +197,18 @@ def run_ee_context():
     return code
 
 
+def run_docs():
+    """`make docs`: the antsibull-docs site in .tmp/docs/html."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import docsite
+    tree = prepare_tree()
+    scratch = tempfile.mkdtemp(prefix='docs-', dir=COLLECTION_ROOT)
+    problems = docsite.build(tree, scratch, os.path.join(TMP, 'docs', 'html'), run_tool, venv_tool, log)
+    for line in problems:
+        log('docs problem: ' + line)
+    return 1 if problems else 0
+
+
 def integration_targets():
     base = os.path.join(REPO, 'tests', 'integration', 'targets')
     if not os.path.isdir(base):
@@ -298,13 +310,16 @@ def remove_tree():
 def main():
     atexit.register(remove_tree)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('part', choices=['sanity', 'units', 'gates', 'integration', 'all', 'demo', 'ee-context'])
+    parser.add_argument('part', choices=['sanity', 'units', 'gates', 'integration', 'all', 'demo', 'docs',
+                                         'ee-context'])
     parser.add_argument('targets', nargs='*', help='integration targets or gates (default: all)')
     args = parser.parse_args()
     if args.part == 'demo':
         return run_demo()
     if args.part == 'ee-context':
         return run_ee_context()
+    if args.part == 'docs':
+        return run_docs()
     results = []
     if args.part in ('sanity', 'all'):
         results.append(run_sanity())
