@@ -192,9 +192,36 @@ def gate_ansible_doc(g):
             checked += 1
         if code != 0:
             problems.append('ansible-doc -t %s exited %d' % (doc_type, code))
+        if doc_type == 'module':
+            problems += action_group_problems(g, docs)
     g.log('ansible-doc: %d plugins and roles documented' % checked)
     if not checked:
         problems.append('ansible-doc found no plugin at all')
+    return problems
+
+
+def action_group_problems(g, docs):
+    """meta/runtime.yml's libvirt action group must hold exactly the modules that take `uri`, and each of them
+    must say so in its docs (the attribute module_defaults users read), so that group/kvm.hotplug.libvirt
+    resolves and sets `uri` for every module that talks to libvirt."""
+    runtime = yaml.safe_load(open(os.path.join(g.tree, 'meta', 'runtime.yml'))) or {}
+    group = set(runtime.get('action_groups', {}).get('libvirt') or [])
+    problems = []
+    for name, entry in sorted(docs.items()):
+        short = name.split('.', 2)[2]
+        doc = entry.get('doc') or {}
+        takes_uri = 'uri' in (doc.get('options') or {})
+        listed = short in group or name in group
+        membership = ((doc.get('attributes') or {}).get('action_group') or {}).get('membership') or []
+        if takes_uri and not listed:
+            problems.append('meta/runtime.yml: %s takes uri but is not in the libvirt action group' % short)
+        if listed and not takes_uri:
+            problems.append('meta/runtime.yml: %s is in the libvirt action group but takes no uri' % short)
+        if listed and '%s.libvirt' % g.fqcn not in membership:
+            problems.append('%s: docs do not list the action group %s.libvirt (doc fragment %s.attributes.actiongroup_libvirt)'
+                            % (short, g.fqcn, g.fqcn))
+    for short in sorted(group - {n.split('.', 2)[2] for n in docs} - set(docs)):
+        problems.append('meta/runtime.yml: the libvirt action group lists %s, which is no module' % short)
     return problems
 
 

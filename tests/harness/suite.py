@@ -209,6 +209,37 @@ def run_docs():
     return 1 if problems else 0
 
 
+def run_awx(playbooks=None):
+    """Each shipped playbook as an AWX job template runs it: ansible-runner in a private data directory."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import awx_jobs
+    tree = prepare_tree()
+    scratch = tempfile.mkdtemp(prefix='awx-', dir=COLLECTION_ROOT)
+    playbooks = playbooks or awx_jobs.shipped_playbooks(tree)
+
+    def reset_guest(name):
+        code = subprocess.call([sys.executable, LAB_VARS['kvmhp_labctl'], 'reset', name])
+        if code != 0:
+            raise RuntimeError('labctl reset %s failed' % name)
+
+    results = []
+    for playbook in playbooks:
+        started = time.time()
+        try:
+            problems = awx_jobs.run_job(tree, playbook, scratch, LAB_VARS, run_tool, venv_tool, log, reset_guest)
+        except (OSError, RuntimeError, ValueError, KeyError) as exc:
+            problems = ['%s: %s' % (type(exc).__name__, exc)]
+        results.append((playbook, problems, time.time() - started))
+    log('AWX jobs:')
+    for playbook, problems, seconds in results:
+        log('  %-28s %s  (%.0f s)' % (playbook, 'passed' if not problems else 'FAILED', seconds))
+        for line in problems:
+            log('      ' + line)
+    failures = [(playbook, problems[:5]) for playbook, problems, _s in results if problems]
+    return dict(name='awx', unit='playbooks as jobs', ran=len(results), passed=len(results) - len(failures),
+                failed=len(failures), code=1 if failures or not results else 0, failures=failures)
+
+
 def integration_targets():
     base = os.path.join(REPO, 'tests', 'integration', 'targets')
     if not os.path.isdir(base):
@@ -310,9 +341,9 @@ def remove_tree():
 def main():
     atexit.register(remove_tree)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('part', choices=['sanity', 'units', 'gates', 'integration', 'all', 'demo', 'docs',
+    parser.add_argument('part', choices=['sanity', 'units', 'gates', 'integration', 'awx', 'all', 'demo', 'docs',
                                          'ee-context'])
-    parser.add_argument('targets', nargs='*', help='integration targets or gates (default: all)')
+    parser.add_argument('targets', nargs='*', help='integration targets, gates or playbooks (default: all)')
     args = parser.parse_args()
     if args.part == 'demo':
         return run_demo()
@@ -328,7 +359,9 @@ def main():
     if args.part in ('units', 'all'):
         results.append(run_units())
     if args.part in ('integration', 'all'):
-        results.append(run_integration(args.targets))
+        results.append(run_integration(args.targets if args.part == 'integration' else None))
+    if args.part in ('awx', 'all'):
+        results.append(run_awx(args.targets if args.part == 'awx' else None))
     return summarize(results)
 
 
