@@ -7,13 +7,17 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-test.txt | md5sum | cut -c1-12)
 
-.PHONY: help demo test sanity units integration lab-up lab-down lab-status lab-qemu fleet-up fleet-down fleet-status \
-	system-packages venv clean
+.PHONY: help demo test sanity units gates integration lab-up lab-down lab-status lab-qemu fleet-up fleet-down \
+	fleet-status system-packages venv ee-context docs awx clean
 
 help:
 	@echo "make demo         bring up the local lab and run playbooks/demo.yml on it"
 	@echo "make test         run every test: sanity, units, integration against the lab"
 	@echo "make sanity | units | integration [TARGETS='a b']"
+	@echo "make gates [GATES='ansible-lint ...']  ansible-lint, galaxy-importer, antsibull-docs, ansible-doc, changelog, EE"
+	@echo "make awx          run each playbook in playbooks/ as an AWX job template does (ansible-runner), on the lab"
+	@echo "make docs         the documentation site (antsibull-docs + Sphinx) in .tmp/docs/html"
+	@echo "make ee-context   build the collection tarball and the execution environment's build context"
 	@echo "make lab-up | lab-down | lab-status"
 	@echo "make fleet-up | fleet-down | fleet-status   the fleet lab: hypervisors hv1..hv3 on this machine"
 	@echo "make lab-qemu     build Debian's QEMU with the TCG vCPU-unplug fix the vCPU tests use (about 5 min)"
@@ -68,10 +72,23 @@ sanity: venv
 units: venv
 	$(VPY) tests/harness/suite.py units
 
+gates: venv
+	$(VPY) tests/harness/suite.py gates $(GATES)
+
+docs: venv
+	$(VPY) tests/harness/suite.py docs
+
+ee-context: venv
+	$(VPY) tests/harness/suite.py ee-context
+
 integration: lab-qemu
 	$(MAKE) lab-up
 	$(MAKE) fleet-up
 	$(VPY) tests/harness/suite.py integration $(TARGETS)
 
+awx: lab-qemu
+	$(MAKE) lab-up
+	$(VPY) tests/harness/suite.py awx $(PLAYBOOKS)
+
 clean:
-	rm -rf .tmp tests/output
+	rm -rf .tmp tests/output execution-environment/context execution-environment/context-collections
