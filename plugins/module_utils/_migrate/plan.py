@@ -182,7 +182,7 @@ class _Checks(object):
         self.refusal = None
 
     def add(self, name, ok, value=None, limit=None):
-        self.checks[name] = dict(ok=ok, value=value, limit=limit)
+        self.checks[name] = dict(ok=ok, value=value, limit=limit if ok is False else None)
         if ok is False and self.refusal is None:
             self.refusal = '%s: %s; nothing was moved' % (self.prefix, limit)
         return ok

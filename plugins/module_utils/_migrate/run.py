@@ -226,6 +226,7 @@ class MigrationRun(object):
         by_name = find_peer(conn.lookupByName, self.request.name)
         by_uuid = find_peer(conn.lookupByUUIDString, snap.uuid) if snap is not None else None
         if snap is None:
+            by_uuid = find_peer(conn.lookupByUUIDString, by_name.uuid) if by_name is not None else None
             return DestinationFacts(host=host_facts(conn, self.request.dest_uri), by_name=by_name, by_uuid=by_uuid)
         flags = libvirt.VIR_DOMAIN_XML_MIGRATABLE
         if snap.live is None:
@@ -360,7 +361,7 @@ class MigrationRun(object):
         else:
             extra['metadata'] = dict(before=metadata_before, destination='not changed: the domain did not move')
         result = self._result(outcome in (MIGRATED, POSTCOPY), outcome, plan, before=before, after=after,
-                              attempt=attempt, job=job, **extra)
+                              call=attempt, stats=job or attempt.last_job, **extra)
         if outcome not in (MIGRATED, POSTCOPY):
             raise HotplugError(self._failure_message(outcome, attempt, after), exception=attempt.exception, **result)
         if extra['verify']['agree'] is False:
@@ -491,20 +492,23 @@ class MigrationRun(object):
 
     # ------------------------------------------------------------ result
 
-    def _result(self, changed, outcome, plan, before, after, attempt=None, job=None, **extra):
+    def _result(self, changed, outcome, plan, before, after, call=None, stats=None, **extra):
         request = self.request
         names = migrate_apply.migration_flags(request)[1]
         result = dict(
-            changed=changed, outcome=outcome, checks=plan.checks, notes=self.notes, warnings=self.warnings,
+            changed=changed, outcome=outcome, checks=plan.checks, notes=self.notes,
             flags=names, before=before, after=after,
             timings=dict(total_s=round(self.clock() - self.started, 2),
-                         migration_s=None if attempt is None else round(attempt.seconds, 2),
-                         downtime_ms=(job or {}).get('downtime'),
-                         job_elapsed_ms=(job or {}).get('time_elapsed')),
-            transferred=_transferred(job),
+                         migration_s=None if call is None else round(call.seconds, 2),
+                         downtime_ms=(stats or {}).get('downtime'),
+                         job_elapsed_ms=(stats or {}).get('time_elapsed')),
+            transferred=_transferred(stats),
             elapsed=round(self.clock() - self.started, 2),
         )
         result.update(extra)
+        for warning in self.warnings:
+            self.module.warn(warning)
+        self.warnings = []
         if self.module._diff:
             result['diff'] = dict(before=before, after=after if after is not None else {})
         return result
