@@ -354,14 +354,16 @@ class MigrationRun(object):
         job = migrate_apply.completed_job(ddom) if attempt.ok else None
         if job is None and not attempt.ok and self.dom is not None:
             job = migrate_apply.completed_job(self.dom)
-        extra = dict(attempt=attempt.to_dict(), job=_job_report(job or attempt.last_job), max_downtime_set_ms=downtime_set)
+        if not job or 'time_elapsed' not in job:
+            job = attempt.last_job or job  # a cancelled job keeps no statistics; the watcher's last reading does
+        extra = dict(attempt=attempt.to_dict(), job=_job_report(job), max_downtime_set_ms=downtime_set)
         if outcome in (MIGRATED, POSTCOPY):
             extra['metadata'] = self._clear_our_metadata(ddom, metadata_before)
             extra['verify'] = self._verify(ddom, snap, view_before)
         else:
             extra['metadata'] = dict(before=metadata_before, destination='not changed: the domain did not move')
         result = self._result(outcome in (MIGRATED, POSTCOPY), outcome, plan, before=before, after=after,
-                              call=attempt, stats=job or attempt.last_job, **extra)
+                              call=attempt, stats=job, **extra)
         if outcome not in (MIGRATED, POSTCOPY):
             raise HotplugError(self._failure_message(outcome, attempt, after), exception=attempt.exception, **result)
         if extra['verify']['agree'] is False:
@@ -500,7 +502,8 @@ class MigrationRun(object):
             flags=names, before=before, after=after,
             timings=dict(total_s=round(self.clock() - self.started, 2),
                          migration_s=None if call is None else round(call.seconds, 2),
-                         downtime_ms=(stats or {}).get('downtime'),
+                         # a running job's "downtime" is QEMU's expectation; only a completed one's is measured
+                         downtime_ms=(stats or {}).get('downtime') if call is not None and call.ok else None,
                          job_elapsed_ms=(stats or {}).get('time_elapsed')),
             transferred=_transferred(stats),
             elapsed=round(self.clock() - self.started, 2),
