@@ -8,10 +8,13 @@ from __future__ import annotations
 
 class ModuleDocFragment(object):
 
-    # Modules that change things: full check mode and diff mode.
+    # Modules that change things: full check mode and diff mode.  Each module sets idempotent's support itself.
     DOCUMENTATION = r'''
 options: {}
 attributes:
+  idempotent:
+    description:
+      - When run twice in a row with the same arguments, the second run changes nothing and reports C(changed=false).
   check_mode:
     description: Can run in C(check_mode) and return changed status prediction without modifying target.
     support: full
@@ -20,10 +23,13 @@ attributes:
     support: full
 '''
 
-    # Read-only *_info modules.
+    # Read-only *_info modules.  Each module sets idempotent's support itself.
     INFO_MODULE = r'''
 options: {}
 attributes:
+  idempotent:
+    description:
+      - When run twice in a row with the same arguments, the second run changes nothing and reports C(changed=false).
   check_mode:
     description: Can run in C(check_mode) and return changed status prediction without modifying target.
     support: full

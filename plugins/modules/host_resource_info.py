@@ -44,6 +44,9 @@ options:
     type: int
 extends_documentation_fragment:
   - kvm.hotplug.attributes.INFO_MODULE
+attributes:
+  idempotent:
+    support: full
 notes:
   - EDAC does not show which physical addresses a DIMM holds, so it cannot tie a DIMM to memory blocks by itself.
     The module maps a DIMM to the blocks holding the physical addresses rasdaemon recorded for its errors
@@ -268,13 +271,14 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._edac import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.edac import (
     RASDAEMON_DB_PATHS, analyze, read_edac, read_rasdaemon,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_sysfs import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import (
     SysfsTree, cpu_summary, memory_summary, read_host,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError, run_module
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_module
 
 
 def rasdaemon_path(option):

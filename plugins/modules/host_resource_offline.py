@@ -94,6 +94,9 @@ extends_documentation_fragment:
   - kvm.hotplug.libvirt
   - kvm.hotplug.attributes
   - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
+attributes:
+  idempotent:
+    support: full
 notes:
   - A thread is pinned when its domain has a C(<vcpupin>), C(<emulatorpin>) or C(<iothreadpin>) for it,
     a C(<vcpu cpuset>), or C(<vcpu placement='auto'>). Domains without any of these run on any online CPU and the kernel
@@ -254,28 +257,28 @@ elapsed:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_resource_task import run_task
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import URI_ARGUMENT_SPEC, run_module
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import URI_ARGS, argument_spec
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_change
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.run import HostChange
 
 
 def main():
-    argument_spec = dict(
-        cpus=dict(type='list', elements='str'),
-        memory_blocks=dict(type='list', elements='str'),
-        numa_node=dict(type='int'),
-        state=dict(type='str', choices=['offline', 'online'], default='offline'),
-        evacuate=dict(type='bool', default=True),
-        repin_on_online=dict(type='bool', default=False),
-        online_type=dict(type='str', choices=['auto', 'online', 'online_movable', 'online_kernel'], default='auto'),
-        timeout=dict(type='int', default=30),
-        sysfs_root=dict(type='path', default='/sys'),
+    module = AnsibleModule(
+        argument_spec=argument_spec(dict(
+            cpus=dict(type='list', elements='str'),
+            memory_blocks=dict(type='list', elements='str'),
+            numa_node=dict(type='int'),
+            state=dict(type='str', choices=['offline', 'online'], default='offline'),
+            evacuate=dict(type='bool', default=True),
+            repin_on_online=dict(type='bool', default=False),
+            online_type=dict(type='str', choices=['auto', 'online', 'online_movable', 'online_kernel'], default='auto'),
+            timeout=dict(type='int', default=30),
+            sysfs_root=dict(type='path', default='/sys'),
+        ), URI_ARGS),
+        supports_check_mode=True,
+        required_one_of=[('cpus', 'memory_blocks', 'numa_node')],
     )
-    argument_spec.update(URI_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[('cpus', 'memory_blocks', 'numa_node')])
-    if module.params['timeout'] < 0:
-        module.fail_json(msg='timeout must be 0 or more seconds')
-    run_module(module, lambda m: run_task(m.params, m.check_mode, m._diff), needs_libvirt=False)
+    run_change(module, HostChange())
 
 
 if __name__ == '__main__':

@@ -11,7 +11,7 @@ from __future__ import annotations
 import libvirt
 from lxml import etree
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist, parse_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
 from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import (
     FakeConnection, FakeDomain, FakeLibvirtError,
 )

@@ -15,8 +15,8 @@ from __future__ import annotations
 import errno
 import os
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import _host_sysfs
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import sysfs as _host_sysfs
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
 
 BLOCK_SIZE = 0x8000000  # 128 MiB
 

@@ -1,8 +1,8 @@
 """Build libvirt domain XML and DomainSnapshot objects for unit tests."""
 from __future__ import annotations
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import DomainSnapshot, JobInfo
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import DomainSnapshot, JobInfo
 
 
 def domain_xml(name='dom', maximum=8, enabled=(0, 1), fixed=(0,), cells=((0, '0-3', 262144), (1, '4-7', 262144)),

@@ -5,8 +5,8 @@ import sqlite3
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._edac import analyze, read_edac, read_rasdaemon
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_sysfs import SysfsTree, read_host
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.edac import analyze, read_edac, read_rasdaemon
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import SysfsTree, read_host
 from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import (
     BLOCK_SIZE, Block, Cpu, add_edac_controller, build_tree, two_node_host,
 )

@@ -3,8 +3,9 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import _evacuation as ev
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import evacuation as ev
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import pins
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.tests.unit.plugins.pinning_fakes import (
     CONFIG, LIVE, PinnableDomain, PinningConnection, domain_xml,
 )
@@ -15,7 +16,7 @@ def conn_with(*domains):
 
 
 def plan_for(conn, offlined, online_after, isolated=()):
-    return ev.plan_evacuation(ev.read_domains(conn), offlined, online_after, isolated)
+    return ev.plan_evacuation(pins.read_domains(conn), offlined, online_after, isolated)
 
 
 def test_read_domains_sources_of_pinning():
@@ -27,7 +28,7 @@ def test_read_domains_sources_of_pinning():
         PinnableDomain('bound', domain_xml('bound', numatune=('strict', '1'))),
         PinnableDomain('preferred', domain_xml('preferred', numatune=('preferred', '1'))),
     )
-    domains = {d.name: d for d in ev.read_domains(conn)}
+    domains = {d.name: d for d in pins.read_domains(conn)}
     live = domains['pinned'].scopes['live']
     assert live.pins[('vcpu', 1)] == ('vcpupin', (2, 3))
     assert live.pins[('emulator', None)] == ('emulatorpin', (0, 1))
@@ -107,38 +108,38 @@ def test_apply_verify_record_and_repin_round_trip():
     dom = PinnableDomain('d', domain_xml('d', vcpus=2, vcpupin={0: '0', 1: '3'}, emulatorpin='2-3'))
     conn = conn_with(dom)
     plan = plan_for(conn, (3,), (0, 1, 2))
-    ev.apply_plan(plan, 4)
+    pins.apply_plan(plan, 4)
     for scope in (LIVE, CONFIG):
         assert dom.pins(scope) == {'vcpu 0': '0', 'vcpu 1': '0-2', 'emulator': '2'}
-    record = ev.parse_record(dom.meta[(ev.EVACUATION_NS, CONFIG)])
+    record = ev.parse_record(dom.meta[(pins.EVACUATION_NS, CONFIG)])
     assert record == {('vcpu', 1): ((3,), (0, 1, 2)), ('emulator', None): ((2, 3), (2,))}
-    assert ev.reread_views(plan)['d']['live'] == {'vcpu 0': '0', 'vcpu 1': '0-2', 'emulator': '2'}
+    assert pins.reread_views(plan)['d']['live'] == {'vcpu 0': '0', 'vcpu 1': '0-2', 'emulator': '2'}
 
     # a second evacuation keeps the first original
     plan = plan_for(conn, (2,), (0, 1))
-    ev.apply_plan(plan, 4)
+    pins.apply_plan(plan, 4)
     assert dom.pins(LIVE) == {'vcpu 0': '0', 'vcpu 1': '0-1', 'emulator': '0-1'}
-    assert ev.parse_record(dom.meta[(ev.EVACUATION_NS, LIVE)]) == {
+    assert ev.parse_record(dom.meta[(pins.EVACUATION_NS, LIVE)]) == {
         ('vcpu', 1): ((3,), (0, 1)), ('emulator', None): ((2, 3), (0, 1))}
 
     # CPU 2 back: the emulator gets the online part of its old pinning, vcpu 1 (only CPU 3) waits
-    repin = ev.plan_repin(ev.read_domains(conn), (0, 1, 2))
+    repin = ev.plan_repin(pins.read_domains(conn), (0, 1, 2))
     assert {c.thread: c.after for c in repin.changes[0].changes if c.scope == 'live'} == {'emulator': (2,)}
-    ev.apply_plan(repin, 4)
+    pins.apply_plan(repin, 4)
     # CPU 3 back: everything as it was, and the record is gone
-    repin = ev.plan_repin(ev.read_domains(conn), (0, 1, 2, 3))
-    ev.apply_plan(repin, 4)
+    repin = ev.plan_repin(pins.read_domains(conn), (0, 1, 2, 3))
+    pins.apply_plan(repin, 4)
     assert dom.pins(LIVE) == dom.pins(CONFIG) == {'vcpu 0': '0', 'vcpu 1': '3', 'emulator': '2-3'}
     assert dom.meta == {}
-    assert ev.plan_repin(ev.read_domains(conn), (0, 1, 2, 3)).changes == []
+    assert ev.plan_repin(pins.read_domains(conn), (0, 1, 2, 3)).changes == []
 
 
 def test_repin_leaves_pins_changed_since_alone():
     dom = PinnableDomain('d', domain_xml('d', vcpupin={0: '3'}))
     conn = conn_with(dom)
-    ev.apply_plan(plan_for(conn, (3,), (0, 1, 2)), 4)
+    pins.apply_plan(plan_for(conn, (3,), (0, 1, 2)), 4)
     dom.pinVcpuFlags(0, (False, True, False, False), LIVE)   # an operator moved it meanwhile
-    repin = ev.plan_repin(ev.read_domains(conn), (0, 1, 2, 3))
+    repin = ev.plan_repin(pins.read_domains(conn), (0, 1, 2, 3))
     assert [c.scope for c in repin.changes[0].changes] == ['config']
     assert any('left alone' in n for n in repin.changes[0].notes)
 
@@ -149,7 +150,7 @@ def test_failure_puts_back_every_pin_and_record():
     conn = conn_with(a, b)
     plan = plan_for(conn, (3,), (0, 1, 2))
     with pytest.raises(HotplugError) as exc:
-        ev.apply_plan(plan, 4)
+        pins.apply_plan(plan, 4)
     assert 'pinning vcpu 1 of domain b (config) to CPU 2' in exc.value.msg
     assert 'put back' in exc.value.msg
     assert a.pins(LIVE) == a.pins(CONFIG) == {'vcpu 0': '3'}
@@ -161,7 +162,7 @@ def test_verify_notices_a_pin_libvirt_did_not_apply():
     dom = PinnableDomain('d', domain_xml('d', vcpupin={0: '3'}), silently_ignore={('vcpu', 0, LIVE)})
     plan = plan_for(conn_with(dom), (3,), (0, 1, 2))
     with pytest.raises(HotplugError) as exc:
-        ev.apply_plan(plan, 4)
+        pins.apply_plan(plan, 4)
     assert 'not applied as planned' in exc.value.msg and 'vcpu 0 on CPU 3, expected 0-2' in exc.value.msg
     assert dom.pins(CONFIG) == {'vcpu 0': '3'}
 
@@ -178,4 +179,4 @@ def test_numatune_placed_by_numad_is_asked_from_libvirt():
     xml = domain_xml('auto').replace("<os>", "<numatune><memory mode='strict' placement='auto'/></numatune><os>")
     dom = PinnableDomain('auto', xml)
     dom.numaParameters = lambda flags: {'numa_mode': 0, 'numa_nodeset': '1'}
-    assert ev.bound_nodes_map(ev.read_domains(conn_with(dom))) == {1: ['auto']}
+    assert ev.bound_nodes_map(pins.read_domains(conn_with(dom))) == {1: ['auto']}

@@ -5,9 +5,10 @@ import time
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import _host_offline_plan as hp
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_sysfs import SysfsTree, read_host
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import plan as hp
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import apply as ha
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import SysfsTree, read_host
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import (
     Block, Cpu, FakeKernel, build_tree, two_node_host,
 )
@@ -154,8 +155,8 @@ def test_block_that_stays_busy_rolls_everything_back(host_root, mocker):
     kernel = FakeKernel(host_root, busy={3}).install(mocker)
     tree, plan = _plan(host_root, (3, 32, 33))
     with pytest.raises(HotplugError) as exc:
-        hp.offline_memory_blocks(tree, plan, timeout=0.3,
-                                 offline_one=lambda t, b, timeout: hp.offline_one_block(t, b, timeout, interval=0.05))
+        ha.offline_memory_blocks(tree, plan, timeout=0.3,
+                                 offline_one=lambda t, b, timeout: ha.offline_one_block(t, b, timeout, interval=0.05))
     msg = exc.value.msg
     assert 'memory block 3 did not go offline within 0.3 s' in msg and 'EBUSY' in msg
     assert 'brought memory blocks 32, 33 back online' in msg and 'the host is as it was before' in msg
@@ -171,7 +172,7 @@ def test_busy_then_free_block_goes_offline(host_root, mocker):
     kernel = FakeKernel(host_root, busy={32}, busy_times=2).install(mocker)
     tree, plan = _plan(host_root, (32,))
     sleeps = []
-    attempt = hp.offline_one_block(tree, 32, 10, interval=0.5, sleep=sleeps.append)
+    attempt = ha.offline_one_block(tree, 32, 10, interval=0.5, sleep=sleeps.append)
     assert attempt.attempts == 3 and kernel.state(32) == 'offline' and sleeps == [0.5, 0.5]
 
 
@@ -179,7 +180,7 @@ def test_final_error_is_not_retried(host_root, mocker):
     kernel = FakeKernel(host_root, final={5: errno.EINVAL}).install(mocker)
     tree, plan = _plan(host_root, (5, 35))
     with pytest.raises(HotplugError) as exc:
-        hp.offline_memory_blocks(tree, plan, timeout=30)
+        ha.offline_memory_blocks(tree, plan, timeout=30)
     assert 'memory block 5 cannot go offline: EINVAL' in exc.value.msg
     assert 'brought memory block 35 back online' in exc.value.msg
     assert kernel.busy_count == {} and kernel.state(35) == 'online'
@@ -191,7 +192,7 @@ def test_rollback_that_fails_says_so(host_root, mocker):
     kernel = FakeKernel(host_root, busy={3}, online_errors={33: errno.ENOMEM}).install(mocker)
     tree, plan = _plan(host_root, (3, 33))
     with pytest.raises(HotplugError) as exc:
-        hp.offline_memory_blocks(tree, plan, timeout=0)
+        ha.offline_memory_blocks(tree, plan, timeout=0)
     assert 'ROLLBACK INCOMPLETE: memory block 33 stayed offline' in exc.value.msg
     assert exc.value.details['rollback_failed'] == {33: 'ENOMEM (Cannot allocate memory)'}
     assert kernel.state(33) == 'offline'
@@ -202,7 +203,7 @@ def test_a_write_the_kernel_keeps_blocking_is_interrupted_at_the_deadline(host_r
     tree, plan = _plan(host_root, (33,))
     started = time.monotonic()
     with pytest.raises(HotplugError) as exc:
-        hp.offline_one_block(tree, 33, 0.3)
+        ha.offline_one_block(tree, 33, 0.3)
     assert time.monotonic() - started < 2
     assert 'did not go offline within 0.3 s' in exc.value.msg and 'still migrating' in exc.value.msg
     assert kernel.state(33) == 'online'
@@ -211,7 +212,7 @@ def test_a_write_the_kernel_keeps_blocking_is_interrupted_at_the_deadline(host_r
 def test_cpu_failure_undoes_the_cpus_done(host_root, mocker):
     kernel = FakeKernel(host_root, cpu_errors={3: errno.EBUSY}).install(mocker)
     with pytest.raises(HotplugError) as exc:
-        hp.set_cpus(SysfsTree(host_root), (1, 2, 3), online=False)
+        ha.set_cpus(SysfsTree(host_root), (1, 2, 3), online=False)
     assert 'CPU 3 cannot go offline: EBUSY' in exc.value.msg and 'set CPU 1-2 online again' in exc.value.msg
     assert all(kernel.cpu_online(c) for c in (1, 2, 3))
 
@@ -221,6 +222,6 @@ def test_cpu_online_failure_keeps_what_came_online(tmp_path, mocker):
                       [Block(0)])
     kernel = FakeKernel(root, cpu_errors={2: errno.EIO}).install(mocker)
     with pytest.raises(HotplugError) as exc:
-        hp.set_cpus(SysfsTree(root), (1, 2), online=True, rollback=False)
+        ha.set_cpus(SysfsTree(root), (1, 2), online=True, rollback=False)
     assert 'CPU 2 cannot go online' in exc.value.msg and exc.value.details['changed_cpus'] == [1]
     assert kernel.cpu_online(1) and not kernel.cpu_online(2)

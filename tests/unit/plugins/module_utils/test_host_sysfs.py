@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_sysfs import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import (
     SysfsTree, cpu_summary, memory_summary, read_host,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import (
     BLOCK_SIZE, Block, Cpu, build_tree, two_node_host,
 )

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import MemoryDevice, parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_plan import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import MemoryDevice, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.plan import (
     AddDimm, AddVirtioMem, MemoryRequest, RemoveDimm, ResizeVirtioMem, SetBalloon, describe_action,
     memory_size_kib, memory_view, node_memory_kib, plan_memory, predict, select_dimms, spread_over_cells,
 )

@@ -5,7 +5,9 @@ import os
 import libvirt
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import _guest_agent, _libvirt_connection, _qemu_monitor
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import guest_agent as _guest_agent
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import connection as _libvirt_connection
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import qemu_monitor as _qemu_monitor
 from ansible_collections.kvm.hotplug.plugins.modules import domain_info
 from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import (
     FakeConnection, FakeDomain, FakeLibvirtError,
@@ -113,7 +115,7 @@ def test_agent_returning_none_is_unavailable(connection, capsys):
 
 def test_hung_guest_agent_is_reported_not_waited_for(connection, capsys, mocker):
     import time as _time
-    from ansible_collections.kvm.hotplug.plugins.module_utils import _guest_agent
+    from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import guest_agent as _guest_agent
     mocker.patch.object(_guest_agent, 'AGENT_TIMEOUT_SECONDS', 0.3)
     mocker.patch.object(_guest_agent, '_HUNG_AGENTS', {})
     dom = connection.domains['lab-numa']
@@ -127,8 +129,8 @@ def test_hung_guest_agent_is_reported_not_waited_for(connection, capsys, mocker)
 
 def test_agent_that_answers_late_is_asked_again(mocker):
     import threading
-    from ansible_collections.kvm.hotplug.plugins.module_utils import _guest_agent
-    from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import parse_domain_xml
+    from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import guest_agent as _guest_agent
+    from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import parse_domain_xml
     mocker.patch.object(_guest_agent, 'AGENT_TIMEOUT_SECONDS', 0.2)
     mocker.patch.object(_guest_agent, '_HUNG_AGENTS', {})
     dom = FakeDomain('lab-numa', xml('numa-live.xml'), guest_vcpus={'vcpus': '0-2', 'online': '0-2', 'offlinable': '1-2'})

@@ -5,9 +5,10 @@ import os
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import (
-    _domain_lock, _host_resource_task, _libvirt_connection, _memory_zone_record,
-)
+from ansible_collections.kvm.hotplug.plugins.module_utils._common import lock as _domain_lock
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import run as _host_resource_task
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import connection as _libvirt_connection
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import zone_record as _memory_zone_record
 from ansible_collections.kvm.hotplug.plugins.modules import host_resource_offline
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_runner import run_main
 from ansible_collections.kvm.hotplug.tests.unit.plugins.pinning_fakes import (
@@ -22,8 +23,8 @@ def lock_dir(tmp_path, mocker):
     mocker.patch.object(_domain_lock, 'LOCK_DIRS', (str(tmp_path / 'locks'),))
     original = _domain_lock.DomainLock.__init__
 
-    def init(self, uuid, name, timeout, lock_dirs=None):
-        original(self, uuid, name, timeout, lock_dirs=(str(tmp_path / 'locks'),))
+    def init(self, uuid, name, timeout, lock_dirs=None, busy_msg=None):
+        original(self, uuid, name, timeout, lock_dirs=(str(tmp_path / 'locks'),), busy_msg=busy_msg)
     mocker.patch.object(_domain_lock.DomainLock, '__init__', init)
 
 

@@ -15,10 +15,14 @@ import libvirt
 import pytest
 from lxml import etree
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import (
-    _domain_lock, _libvirt_connection, _memory_apply, _memory_hotplug, _qemu_monitor, _tcg_hazard, _waiting,
-)
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common import lock as _domain_lock
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import connection as _libvirt_connection
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory import apply as _memory_apply
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory import run as _memory_hotplug
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import qemu_monitor as _qemu_monitor
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import tcg_hazard as _tcg_hazard
+from ansible_collections.kvm.hotplug.plugins.module_utils._common import waiting as _waiting
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.modules import memory_hotplug
 from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_clock import FakeClock
 from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import (
@@ -198,8 +202,7 @@ def lab(mocker, tmp_path):
     fake_wait = functools.partial(_waiting.wait_for, sleep=clock.sleep, clock=clock)
     mocker.patch.object(_memory_apply, 'wait_for', fake_wait)
     mocker.patch.object(_memory_hotplug, 'wait_for', fake_wait)
-    mocker.patch.object(_memory_hotplug, 'DomainLock',
-                        functools.partial(_domain_lock.DomainLock, lock_dirs=(str(tmp_path),)))
+    mocker.patch.object(_domain_lock, 'LOCK_DIRS', (str(tmp_path),))
     return dom
 
 

@@ -13,9 +13,11 @@ import json
 import libvirt
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import (
-    _domain_lock, _libvirt_connection, _libvirt_resync, _qemu_monitor, _vcpu_manager,
-)
+from ansible_collections.kvm.hotplug.plugins.module_utils._common import lock as _domain_lock
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import connection as _libvirt_connection
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import resync as _libvirt_resync
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import qemu_monitor as _qemu_monitor
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu import run as _vcpu_manager
 from ansible_collections.kvm.hotplug.plugins.modules import vcpu_hotplug
 from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeConnection, FakeLibvirtError
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_runner import run_main
@@ -71,7 +73,7 @@ class SimDomain(object):
     # changes
     def setVcpu(self, cpumap, state, flags):
         self.writes.append((cpumap, state, flags))
-        from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import parse_cpulist
+        from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import parse_cpulist
         ids = set(parse_cpulist(cpumap))
         if flags & libvirt.VIR_DOMAIN_AFFECT_CONFIG:
             self.config = self.config | ids if state else self.config - ids

@@ -20,10 +20,11 @@ from __future__ import annotations
 import os
 import time
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
-    HotplugError, error_text, libvirt, open_connection,
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
+    error_text, libvirt, open_connection,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import read_job
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_job
 
 MODULAR_QEMU_SOCKET = '/run/libvirt/virtqemud-sock'
 SYSTEMD_RUNTIME_DIR = '/run/systemd/system'

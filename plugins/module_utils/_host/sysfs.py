@@ -27,8 +27,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist, parse_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 
 DEFAULT_SYSFS_ROOT = '/sys'
 CPU_DIR = ('devices', 'system', 'cpu')

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import error_text, libvirt
-from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import DeadlineExceeded, call_with_deadline
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import DeadlineExceeded, call_with_deadline
 
 try:
     import libvirt_qemu

@@ -16,6 +16,8 @@ import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+
 try:
     import libvirt
 except ImportError:
@@ -28,24 +30,6 @@ else:
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 DEFAULT_URI = 'qemu:///system'
-
-URI_ARGUMENT_SPEC = dict(
-    uri=dict(type='str'),
-)
-
-
-class HotplugError(Exception):
-    """A failure with a one-line message for fail_json, plus result keys to return with it.
-
-    `details` go into the failed result (for example the state that was
-    re-read after a failed change), so a user sees what really happened.
-    """
-
-    def __init__(self, msg, exception=None, **details):
-        super(HotplugError, self).__init__(msg)
-        self.msg = msg
-        self.exception = exception
-        self.details = details
 
 
 def require_libvirt(module):
@@ -115,15 +99,28 @@ def conn_uri(conn):
 
 
 class LibvirtSession(object):
-    """Context manager: an open connection that is closed however the block ends."""
+    """Context manager: an open connection (and the domain looked up on it) closed however the block ends.
+
+    A resync (restarting libvirt) gives a new connection and domain object: replace() swaps them in, and
+    the one that is current at the end is closed.
+    """
 
     def __init__(self, uri):
         self.uri = resolve_uri(uri)
         self.conn = None
+        self.dom = None
 
     def __enter__(self):
         self.conn = open_connection(self.uri)
         return self.conn
+
+    def lookup(self, name):
+        """Look the domain up on this connection and keep it as .dom."""
+        self.dom = lookup_domain(self.conn, name)
+        return self.dom
+
+    def replace(self, conn, dom):
+        self.conn, self.dom = conn, dom
 
     def __exit__(self, *exc_info):
         if self.conn is not None:
@@ -145,23 +142,3 @@ def call(action, func, *args, **kwargs):
     except libvirt.libvirtError as exc:
         raise HotplugError('%s: %s' % (action, error_text(exc)), exception=traceback.format_exc(),
                            libvirt_error_code=error_code(exc))
-
-
-def run_module(module, body, needs_libvirt=True):
-    """Run body(module), turning HotplugError into fail_json with its details.
-
-    Modules keep main() to argument handling and call this with the function
-    that does the work and returns the result dict.  needs_libvirt=False is
-    for modules that only read sysfs and must work without the binding.
-    """
-    if needs_libvirt:
-        require_libvirt(module)
-    try:
-        result = body(module)
-    except HotplugError as exc:
-        extra = dict(exc.details)
-        extra.setdefault('changed', False)
-        if exc.exception:
-            extra['exception'] = exc.exception
-        module.fail_json(msg=exc.msg, **extra)
-    module.exit_json(**result)

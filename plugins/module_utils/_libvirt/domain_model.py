@@ -17,8 +17,8 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass, field
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist, parse_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._units import kib_to_mib, xml_size_kib
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import kib_to_mib, xml_size_kib
 
 try:
     from lxml import etree

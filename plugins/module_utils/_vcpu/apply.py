@@ -16,12 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import AGENT_TIMEOUT_SECONDS
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
-    HotplugError, call, error_code, error_text, libvirt,
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import AGENT_TIMEOUT_SECONDS
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
+    call, error_code, error_text, libvirt,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import DeadlineExceeded, call_with_deadline
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import DeadlineExceeded, call_with_deadline
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import time
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist, parse_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import error_text, libvirt
-from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import DeadlineExceeded, call_with_deadline
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import DeadlineExceeded, call_with_deadline
 
 try:
     import libvirt_qemu

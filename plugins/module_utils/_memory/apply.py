@@ -20,21 +20,21 @@ from __future__ import annotations
 import time
 import traceback
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import DomainXMLError, parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
-    HotplugError, call, error_code, error_text, libvirt,
-)
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_devices import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import CONFIG, LIVE
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import call, error_code, error_text, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.scope import affect_flag, read_model, read_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.devices import (
     dimm_xml, existing_device_xml, virtio_mem_xml, with_requested,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_plan import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.plan import (
     AddDimm, AddVirtioMem, RemoveDimm, SetBalloon, describe_action,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._qemu_monitor import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import (
     QemuMonitorUnavailable, qemu_memory_devices,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._units import format_kib, kib_to_mib
-from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import wait_for
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import format_kib, kib_to_mib
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
 
 # Statuses of one action in the result.
 DONE = 'done'
@@ -44,12 +44,8 @@ NOT_RUN = 'not run'      # skipped because an earlier action did not complete
 FAILED = 'failed'        # libvirt refused the call
 
 
-def affect_flag(where):
-    return libvirt.VIR_DOMAIN_AFFECT_LIVE if where == 'live' else libvirt.VIR_DOMAIN_AFFECT_CONFIG
-
-
 def apply_plan(dom, name, model, plan, timeout, entries):
-    """Run plan's actions on the definition `plan.where` of dom, in order.
+    """Run plan's actions on the definition `plan.scope` of dom, in order.
 
     model is the definition the plan was made from.  Appends one result entry
     per action, with its status, to `entries` as it goes, and returns a
@@ -57,62 +53,61 @@ def apply_plan(dom, name, model, plan, timeout, entries):
     else None.  libvirt errors raise HotplugError, with the failing action's
     entry marked `failed`; the caller re-reads the domain and reports.
     """
-    where = plan.where
-    xml_flags = 0 if where == 'live' else libvirt.VIR_DOMAIN_XML_INACTIVE
-    domain_xml = call('reading the %s XML of domain %s' % (where, name), dom.XMLDesc, xml_flags)
+    scope = plan.scope
+    domain_xml = read_xml(dom, scope, name, 'reading the %s XML of domain %s' % (scope, name))
     problem = None
     for action in plan.actions:
-        entry = describe_action(action, where)
+        entry = describe_action(action, scope)
         entries.append(entry)
         if problem is not None:
             entry['status'] = NOT_RUN
             continue
         try:
-            problem = _apply_action(dom, name, where, model, action, domain_xml, timeout, entry)
+            problem = _apply_action(dom, name, scope, model, action, domain_xml, timeout, entry)
         except HotplugError:
             entry['status'] = FAILED
             raise
     return problem
 
 
-def _apply_action(dom, name, where, model, action, domain_xml, timeout, entry):
+def _apply_action(dom, name, scope, model, action, domain_xml, timeout, entry):
     """Run one action and fill in its entry; return why it did not complete, or None."""
     if isinstance(action, AddDimm):
-        _attach(dom, name, where, dimm_xml(action.size_kib, action.node),
+        _attach(dom, name, scope, dimm_xml(action.size_kib, action.node),
                 'a %s DIMM on NUMA cell %d' % (format_kib(action.size_kib), action.node))
         entry['status'] = DONE
         return None
     if isinstance(action, AddVirtioMem):
-        _attach(dom, name, where, virtio_mem_xml(action.size_kib, action.node, action.block_kib,
+        _attach(dom, name, scope, virtio_mem_xml(action.size_kib, action.node, action.block_kib,
                                                  action.requested_kib),
                 'a virtio-mem device of %s on NUMA cell %d' % (format_kib(action.size_kib), action.node))
         entry['status'] = DONE
         return None
     if isinstance(action, SetBalloon):
-        return _set_balloon(dom, name, where, action, timeout, entry)
+        return _set_balloon(dom, name, scope, action, timeout, entry)
     device_xml = existing_device_xml(domain_xml, action.index, model.memory_devices[action.index])
     if device_xml is None:
         raise HotplugError('domain %s changed while this task ran (its %s memory devices are not the ones '
-                           'planned from); nothing more was changed' % (name, where))
+                           'planned from); nothing more was changed' % (name, scope))
     if isinstance(action, RemoveDimm):
-        return _remove_dimm(dom, name, where, action, device_xml, timeout, entry)
-    return _resize_virtio_mem(dom, name, where, action, device_xml, timeout, entry)
+        return _remove_dimm(dom, name, scope, action, device_xml, timeout, entry)
+    return _resize_virtio_mem(dom, name, scope, action, device_xml, timeout, entry)
 
 
-def _attach(dom, name, where, xml, what):
-    call('attaching %s to domain %s (%s)' % (what, name, where), dom.attachDeviceFlags, xml, affect_flag(where))
+def _attach(dom, name, scope, xml, what):
+    call('attaching %s to domain %s (%s)' % (what, name, scope), dom.attachDeviceFlags, xml, affect_flag(scope))
 
 
-def _remove_dimm(dom, name, where, action, device_xml, timeout, entry):
+def _remove_dimm(dom, name, scope, action, device_xml, timeout, entry):
     what = 'DIMM %s (%s)' % (action.alias or 'in slot %s' % action.slot, format_kib(action.size_kib))
-    if where == 'config':
+    if scope == CONFIG:
         call('detaching %s from domain %s (config)' % (what, name), dom.detachDeviceFlags, device_xml,
-             affect_flag(where))
+             affect_flag(scope))
         entry['status'] = DONE
         return None
     asked = time.monotonic()
     try:
-        dom.detachDeviceFlags(device_xml, affect_flag(where))
+        dom.detachDeviceFlags(device_xml, affect_flag(scope))
     except libvirt.libvirtError as exc:
         if not guest_rejected(exc):
             raise HotplugError('detaching %s from domain %s (live): %s' % (what, name, error_text(exc)),
@@ -122,7 +117,7 @@ def _remove_dimm(dom, name, where, action, device_xml, timeout, entry):
                 'which stays plugged' % (name, what, error_text(exc)))
     # libvirt itself waits up to about 5 s for the guest; the timeout counts from the request.
     spent = time.monotonic() - asked
-    done, seen, waited = wait_for(lambda: _device_presence(dom, action.alias), _is_gone, max(0, timeout - spent))
+    done, seen, waited = wait_for(lambda: _device_presence(dom, name, action.alias), _is_gone, max(0, timeout - spent))
     entry['waited'] = round(spent + waited, 1)
     if done:
         entry['status'] = DONE
@@ -137,12 +132,11 @@ def guest_rejected(exc):
     return 'rejected by the guest' in error_text(exc)
 
 
-def _device_presence(dom, alias):
+def _device_presence(dom, name, alias):
     """Whether libvirt's live XML and QEMU still have the memory device `alias` (QEMU: None when unknown)."""
     try:
-        live = parse_domain_xml(dom.XMLDesc(0))
-        in_libvirt = any(d.alias == alias for d in live.memory_devices)
-    except (libvirt.libvirtError, DomainXMLError):
+        in_libvirt = any(d.alias == alias for d in read_model(dom, LIVE, name).memory_devices)
+    except HotplugError:
         in_libvirt = True
     try:
         in_qemu = alias in qemu_memory_devices(dom)
@@ -155,16 +149,16 @@ def _is_gone(presence):
     return not presence['libvirt'] and not presence['qemu']
 
 
-def _resize_virtio_mem(dom, name, where, action, device_xml, timeout, entry):
+def _resize_virtio_mem(dom, name, scope, action, device_xml, timeout, entry):
     what = 'virtio-mem device %s' % (action.alias or 'on NUMA cell %s' % action.node)
-    call('setting the requested size of %s of domain %s to %s (%s)' % (what, name, format_kib(action.to_kib), where),
-         dom.updateDeviceFlags, with_requested(device_xml, action.to_kib), affect_flag(where))
+    call('setting the requested size of %s of domain %s to %s (%s)' % (what, name, format_kib(action.to_kib), scope),
+         dom.updateDeviceFlags, with_requested(device_xml, action.to_kib), affect_flag(scope))
     entry['status'] = DONE
-    if where == 'config' or action.to_kib >= action.from_kib:
+    if scope == CONFIG or action.to_kib >= action.from_kib:
         return None
     # Shrinking: the memory is only gone once the guest's driver has unplugged it (QEMU's size), and libvirt's
     # <current> follows QEMU's size-change events (rate-limited to about one a second).
-    done, plugged, waited = wait_for(lambda: _virtio_mem_plugged(dom, action.alias),
+    done, plugged, waited = wait_for(lambda: _virtio_mem_plugged(dom, name, action.alias),
                                      lambda seen: _all_at_most(seen, action.to_kib), timeout)
     entry['waited'] = round(waited, 1)
     if done:
@@ -181,7 +175,7 @@ def _all_at_most(seen, kib):
     return bool(known) and all(v <= kib for v in known)
 
 
-def _virtio_mem_plugged(dom, alias):
+def _virtio_mem_plugged(dom, name, alias):
     """What the guest has plugged of a virtio-mem device in KiB, by QEMU (its size) and libvirt (<current>)."""
     seen = dict(qemu=None, libvirt=None)
     try:
@@ -191,21 +185,21 @@ def _virtio_mem_plugged(dom, alias):
     except QemuMonitorUnavailable:
         pass
     try:
-        for device in parse_domain_xml(dom.XMLDesc(0)).memory_devices:
+        for device in read_model(dom, LIVE, name).memory_devices:
             if device.alias == alias:
                 seen['libvirt'] = device.current_kib
-    except (libvirt.libvirtError, DomainXMLError):
+    except HotplugError:
         pass
     return seen
 
 
-def _set_balloon(dom, name, where, action, timeout, entry):
-    call('setting the balloon target of domain %s to %s (%s)' % (name, format_kib(action.to_kib), where),
-         dom.setMemoryFlags, action.to_kib, affect_flag(where))
+def _set_balloon(dom, name, scope, action, timeout, entry):
+    call('setting the balloon target of domain %s to %s (%s)' % (name, format_kib(action.to_kib), scope),
+         dom.setMemoryFlags, action.to_kib, affect_flag(scope))
     entry['status'] = DONE
-    if where == 'config':
+    if scope == CONFIG:
         return None
-    done, current, waited = wait_for(lambda: _live_current_memory(dom), lambda kib: kib == action.to_kib, timeout)
+    done, current, waited = wait_for(lambda: _live_current_memory(dom, name), lambda kib: kib == action.to_kib, timeout)
     entry['waited'] = round(waited, 1)
     if done:
         return None
@@ -215,8 +209,8 @@ def _set_balloon(dom, name, where, action, timeout, entry):
                                 format_kib(current) if current is not None else 'unknown'))
 
 
-def _live_current_memory(dom):
+def _live_current_memory(dom, name):
     try:
-        return parse_domain_xml(dom.XMLDesc(0)).current_memory_kib
-    except (libvirt.libvirtError, DomainXMLError):
+        return read_model(dom, LIVE, name).current_memory_kib
+    except HotplugError:
         return None

@@ -2,7 +2,7 @@
 # Copyright: kvm.hotplug contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Comparing the three views of a running domain: libvirt's, QEMU's and the guest's.
+"""Comparing the three views of a domain's memory devices: libvirt's, QEMU's and the guest's.
 
 A hotplug is only "done" when the views agree; when they do not, the
 comparison names who disagrees, so a module can report a stale libvirt view
@@ -13,32 +13,14 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._units import kib_to_mib
-
-
-def compare_vcpu_views(libvirt_enabled, qemu_present=None, guest_online_count=None):
-    """Compare enabled vCPU ids in libvirt with QEMU's present vCPU ids and the guest's online count.
-
-    qemu_present and guest_online_count are None when that view is unknown.
-    Returns a dict with `agree` and, where views differ, which ids are
-    stale in libvirt (listed by libvirt, gone from QEMU) or unknown to
-    libvirt (present in QEMU, not enabled in libvirt).
-    """
-    libvirt_ids = sorted(set(libvirt_enabled))
-    result = dict(libvirt_enabled=libvirt_ids, qemu_present=None, guest_online_count=guest_online_count,
-                  stale_in_libvirt=[], unknown_to_libvirt=[], agree=True)
-    if qemu_present is not None:
-        qemu_ids = sorted(set(qemu_present))
-        result['qemu_present'] = qemu_ids
-        result['stale_in_libvirt'] = sorted(set(libvirt_ids) - set(qemu_ids))
-        result['unknown_to_libvirt'] = sorted(set(qemu_ids) - set(libvirt_ids))
-        if result['stale_in_libvirt'] or result['unknown_to_libvirt']:
-            result['agree'] = False
-    if guest_online_count is not None:
-        expected = len(result['qemu_present']) if result['qemu_present'] is not None else len(libvirt_ids)
-        if guest_online_count != expected:
-            result['agree'] = False
-    return result
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import LIVE
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import kib_to_mib
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_memory_blocks
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import (
+    QemuMonitorUnavailable, qemu_memory_devices,
+)
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.scope import read_model
 
 
 def compare_memory_views(libvirt_devices, qemu_devices=None, guest_blocks=None):
@@ -100,3 +82,25 @@ def compare_memory_views(libvirt_devices, qemu_devices=None, guest_blocks=None):
     if result['agree'] and not guest_known and libvirt_devices:
         result['agree'] = None
     return result
+
+
+def observe_guest(dom, name):
+    """libvirt's, QEMU's and the guest's view of the live memory devices, compared."""
+    try:
+        live = read_model(dom, LIVE, name)
+    except HotplugError as exc:
+        return dict(agree=False, guest_view=False, reason='cannot read the live XML: %s' % exc.msg)
+    try:
+        qemu = qemu_memory_devices(dom)
+        qemu_reason = None
+    except QemuMonitorUnavailable as exc:
+        qemu, qemu_reason = None, str(exc)
+    blocks = guest_memory_blocks(dom, live)
+    view = compare_memory_views(live.memory_devices, qemu, blocks)
+    if blocks.get('available') and blocks.get('block_bytes'):
+        view['guest_online_mib'] = len(blocks['online']) * blocks['block_bytes'] // (1024 * 1024)
+    else:
+        view['reason'] = 'the guest\'s view is unavailable: %s' % blocks.get('reason', 'no block size')
+    if qemu_reason:
+        view['qemu_reason'] = qemu_reason
+    return view

@@ -21,9 +21,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import MemoryDevice
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
-from ansible_collections.kvm.hotplug.plugins.module_utils._units import format_kib, kib_to_mib
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import MemoryDevice
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import format_kib, kib_to_mib
 
 DIMM = 'dimm'
 VIRTIO_MEM = 'virtio-mem'
@@ -84,7 +84,7 @@ class SetBalloon:
 
 @dataclass(frozen=True)
 class MemoryPlan:
-    where: str                 # 'live' or 'config'
+    scope: str                 # 'live' or 'config'
     size_before_kib: int
     size_after_kib: int
     actions: tuple
@@ -141,13 +141,13 @@ def memory_view(model):
 # ---------------------------------------------------------------------------
 # planning
 
-def plan_memory(model, request, block_kib, where, name):
+def plan_memory(model, request, block_kib, scope, name):
     """Return the MemoryPlan that takes one definition of domain `name` to the request, or raise HotplugError.
 
     block_kib is the guest's memory block size: every change of memory is a
     whole number of blocks, since the guest onlines and offlines whole blocks.
     """
-    context = '%s (%s)' % (name, where)
+    context = '%s (%s)' % (name, scope)
     _check_numa_node(model, request.numa_node, context)
     size_before = memory_size_kib(model)
     actions = []
@@ -181,13 +181,13 @@ def plan_memory(model, request, block_kib, where, name):
         if request.current_memory_kib <= 0:
             raise HotplugError('current_memory must be above 0 for domain %s' % context)
         # libvirt moves the balloon target with the memory it adds and removes, so compare with where it lands.
-        landing = current_after_kib(model, where, actions, size_after - size_before)
+        landing = current_after_kib(model, scope, actions, size_after - size_before)
         if request.current_memory_kib != landing:
             actions.append(SetBalloon(from_kib=landing, to_kib=request.current_memory_kib))
-    return MemoryPlan(where=where, size_before_kib=size_before, size_after_kib=size_after, actions=tuple(actions))
+    return MemoryPlan(scope=scope, size_before_kib=size_before, size_after_kib=size_after, actions=tuple(actions))
 
 
-def current_after_kib(model, where, actions, size_change_kib):
+def current_after_kib(model, scope, actions, size_change_kib):
     """The balloon target libvirt leaves after the device actions (before any balloon action of the plan).
 
     Live, the balloon keeps what it has taken, so the target moves with the memory the guest gains or loses;
@@ -195,7 +195,7 @@ def current_after_kib(model, where, actions, size_change_kib):
     """
     total_change = (sum(a.size_kib for a in actions if isinstance(a, (AddDimm, AddVirtioMem)))
                     - sum(a.size_kib for a in actions if isinstance(a, RemoveDimm)))
-    current = model.current_memory_kib + (size_change_kib if where == 'live' else total_change)
+    current = model.current_memory_kib + (size_change_kib if scope == 'live' else total_change)
     return max(0, min(current, model.memory_kib + total_change))
 
 
@@ -440,14 +440,14 @@ def predict(model, plan):
     if balloon:
         current = balloon[-1].to_kib
     else:
-        current = current_after_kib(model, plan.where, plan.actions, plan.size_after_kib - plan.size_before_kib)
+        current = current_after_kib(model, plan.scope, plan.actions, plan.size_after_kib - plan.size_before_kib)
     return dataclasses.replace(model, memory_devices=tuple(devices), memory_kib=libvirt_total,
                                current_memory_kib=current)
 
 
-def describe_action(action, where):
+def describe_action(action, scope):
     """A result entry for one planned action (MiB)."""
-    entry = dict(where=where)
+    entry = dict(where=scope)
     if isinstance(action, AddDimm):
         entry.update(action='attach', model=DIMM, size_mib=kib_to_mib(action.size_kib), node=action.node)
     elif isinstance(action, RemoveDimm):

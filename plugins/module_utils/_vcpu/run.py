@@ -2,14 +2,13 @@
 # Copyright: kvm.hotplug contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The vcpu_hotplug module's work: read, plan, apply, verify, report.
+"""The vcpu_hotplug module's hooks for the runner (_common/runner.py): read, plan, apply, verify, report.
 
-Order of a run: take the domain lock, read the domain, make sure libvirt's view
-is not stale, plan (refusals happen here, before any write), then apply
-the maximum (if raised), the live change, the persistent config and the
-maximum (if lowered), and verify the live change from libvirt, QEMU and the
-guest until it settles or the timeout passes.  The result reports the views
-that were read, never the plan as if it had happened.
+The runner takes the domain lock; then read() reads the domain and makes sure libvirt's view is not
+stale, plan() plans (refusals happen here, before any write), apply() sets the maximum (if raised), the
+live change, the persistent config and the maximum (if lowered), and verifies the live change from
+libvirt, QEMU and the guest until it settles or the timeout passes.  The result reports the views that
+were read, never the plan as if it had happened.
 
 Private to the kvm.hotplug collection; not a public API.
 """
@@ -18,20 +17,23 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import read_domain
-from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import guest_vcpus
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError, libvirt
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_resync import detect_service, resync
-from ansible_collections.kvm.hotplug.plugins.module_utils._tcg_hazard import mark_leaked_vcpus, refuse_if_hazardous
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_apply import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import normalize_id_list
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import Change
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.resync import detect_service, resync
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.tcg_hazard import mark_leaked_vcpus, refuse_if_hazardous
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.apply import (
     apply_config, apply_guest, apply_live, apply_maximum,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_plan import plan_vcpus
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_verify import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.plan import VcpuRequest, plan_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.verify import (
     COMPLETE, GUEST_PENDING, PENDING, STALE, UNVERIFIED, VcpuViews, classify, observe, views_disagree,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import wait_for
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
 
 # Once QEMU shows the change, libvirt gets DEVICE_DELETED within moments if it gets it at all;
 # a libvirt view that is still behind after this long is stale, not slow.
@@ -74,51 +76,76 @@ def plan_dict(plan):
     return dict(live=definition(plan.live), config=definition(plan.config), maximum=maximum, guest=guest)
 
 
-class VcpuManager(object):
+def build_request(params):
+    """The VcpuRequest for the module options, or HotplugError naming the option that cannot be read."""
+    try:
+        vcpus = normalize_id_list(params['vcpus'], what='vCPU') if params['vcpus'] is not None else None
+    except ValueError as exc:
+        raise HotplugError('vcpus: %s' % exc)
+    if params['vcpus'] is not None and not vcpus:
+        raise HotplugError('vcpus is empty: name at least one vCPU id')
+    return VcpuRequest(count=params['count'], vcpus=vcpus, state=params['state'] or 'enabled',
+                       numa_node=params['numa_node'], live=params['live'], config=params['config'],
+                       maximum=params['maximum'], guest_agent=params['guest_agent'])
 
-    def __init__(self, module, conn, dom, request, started=None):
-        self.module = module
-        self.conn = conn
-        self.dom = dom
-        self.request = request
-        params = module.params
+
+class VcpuChange(Change):
+
+    def __init__(self):
+        self.resyncs = []
+        self.resync_error = None
+        self.calls = []
+        self.notes = []
+        self.plan_ = None
+        self.before = None
+
+    def request(self, params):
+        return build_request(params)
+
+    # ---------------------------------------------------------------- reading
+
+    def read(self, run):
+        self.run = run
+        params = run.params
         self.timeout = params['timeout']
         self.wait_for_guest = params['wait_for_guest']
         self.raw_queries = params['raw_queries']
         self.stale_view = params['stale_view']
         self.service = params['libvirt_service']
-        self.started = started if started is not None else time.monotonic()
-        self.resyncs = []
-        self.resync_error = None
-        self.calls = []
-        self.warnings = []
-        self.notes = []
-        self.name = dom.name()
-
-    # ---------------------------------------------------------------- reading
+        self.name = run.dom.name()
+        request = run.request
+        snapshot = read_domain(run.dom)
+        changes_live_vcpus = (request.live and snapshot.active and not request.guest_agent
+                              and (request.count is not None or request.vcpus is not None))
+        if changes_live_vcpus and self.raw_queries:
+            self._ensure_fresh_view()
+            snapshot = read_domain(run.dom)
+        return snapshot
 
     def _host_online_cpus(self):
         try:
-            _count, cpumap, _online = self.conn.getCPUMap()
+            _count, cpumap, _online = self.run.conn.getCPUMap()
         except libvirt.libvirtError:
             return None
         return [i for i, online in enumerate(cpumap) if online]
 
     def _observe(self, with_guest):
-        return observe(self.dom, self.name, self.raw_queries, with_guest)
+        return observe(self.run.dom, self.name, self.raw_queries, with_guest)
 
     # ----------------------------------------------------------- stale views
 
     def _resync(self, reason):
         """Restart libvirt and wait until it has re-read the domain; return the views then."""
-        self.conn, self.dom, report = resync(self.module, self.conn, self.dom.UUIDString(), self.name,
-                                             service=self.service)
+        session = self.run.session()
+        conn, dom, report = resync(self.run.module, session.conn, session.dom.UUIDString(), self.name,
+                                   service=self.service)
+        session.replace(conn, dom)
         _agree, views, waited = wait_for(lambda: self._observe(with_guest=False), lambda v: not views_disagree(v),
                                          RESYNC_SETTLE_SECONDS, interval=0.3)
         report.update(reason=reason, settle_seconds=round(waited, 2))
         self.resyncs.append(report)
-        self.warnings.append('restarted %s to resynchronize libvirt with QEMU for domain %s (%s)'
-                             % (report['service'], self.name, reason))
+        self.run.warn('restarted %s to resynchronize libvirt with QEMU for domain %s (%s)'
+                      % (report['service'], self.name, reason))
         return views
 
     def _stale_message(self, views, when):
@@ -151,66 +178,78 @@ class VcpuManager(object):
             raise HotplugError(self._stale_message(views, 'before any change') + ' Nothing was changed.',
                                views=views.to_dict(), resync=self.resyncs)
 
-    # --------------------------------------------------------------- running
+    # --------------------------------------------------------------- planning
 
-    def run(self):
-        request = self.request
-        snapshot = read_domain(self.dom)
-        changes_live_vcpus = (request.live and snapshot.active and not request.guest_agent
-                              and (request.count is not None or request.vcpus is not None))
-        if changes_live_vcpus and self.raw_queries:
-            self._ensure_fresh_view()
-            snapshot = read_domain(self.dom)
-        guest_view = guest_vcpus(self.dom, snapshot.live) if request.guest_agent and snapshot.active else None
-        plan = plan_vcpus(request, snapshot, self._host_online_cpus(), guest_view)
-        self.warnings.extend(plan.warnings)
+    def plan(self, run, state):
+        plan = plan_vcpus(run.request, state, self._host_online_cpus(),
+                          guest_vcpus(run.dom, state.live) if run.request.guest_agent and state.active else None)
+        for warning in plan.warnings:
+            run.warn(warning)
         self.notes.extend(plan.notes)
         if plan.live is not None and plan.live.enable:
-            refuse_if_hazardous(self.dom, self.name, 'hot-add vCPUs %s' % format_cpulist(plan.live.enable))
+            refuse_if_hazardous(run.dom, self.name, 'hot-add vCPUs %s' % format_cpulist(plan.live.enable))
+        self.plan_ = plan
+        self.before = summarize(state)
+        return plan
 
-        before = summarize(snapshot)
-        if not plan.changed or self.module.check_mode:
-            after = predict(before, plan) if plan.changed else before
-            return self._result(plan.changed, 'none' if not plan.changed else 'check_mode', before, after, plan,
-                                guest=self._guest_now(snapshot))
+    def predict(self, run, state, plan):
+        after = predict(self.before, plan) if plan.changed else self.before
+        return self._result(plan.changed, 'none' if not plan.changed else 'check_mode', self.before, after, plan,
+                            guest=self._guest_now(state))
 
-        outcome, views = self._apply(snapshot, plan)
-        after_snapshot = read_domain(self.dom)
-        after = summarize(after_snapshot)
-        guest = views.guest if views is not None and views.guest is not None else self._guest_now(after_snapshot)
-        changed = after != before or _qemu_changed(plan, views) or _guest_changed(plan, guest)
-        result = self._result(changed, outcome, before, after, plan, guest=guest, views=views)
-        if outcome not in (COMPLETE, UNVERIFIED):
-            raise HotplugError(self._failure_message(outcome, plan, views), **result)
+    # --------------------------------------------------------------- applying
+
+    def observe(self, run, state, plan, outcome):
+        return read_domain(run.dom)
+
+    def result(self, run, state, plan, outcome, after):
+        """outcome: (outcome of the live or guest change, the last views); after: the snapshot read again."""
+        live_outcome, views = outcome
+        before = self.before
+        summary = summarize(after)
+        guest = views.guest if views is not None and views.guest is not None else self._guest_now(after)
+        changed = summary != before or _qemu_changed(plan, views) or _guest_changed(plan, guest)
+        result = self._result(changed, live_outcome, before, summary, plan, guest=guest, views=views)
+        if live_outcome not in (COMPLETE, UNVERIFIED):
+            raise HotplugError(self._failure_message(live_outcome, plan, views), **result)
         return result
+
+    def reread(self, run, state, plan, exc):
+        """After a libvirt error while applying: the vCPUs as libvirt has them now."""
+        try:
+            after = summarize(read_domain(run.dom))
+        except HotplugError:
+            return dict(vcpus=dict(before=self.before, after=None), libvirt_calls=self.calls)
+        return dict(changed=after != self.before, vcpus=dict(before=self.before, after=after), libvirt_calls=self.calls)
 
     def _guest_now(self, snapshot):
         if not snapshot.active:
             return None
-        return guest_vcpus(self.dom, snapshot.live)
+        return guest_vcpus(self.run.dom, snapshot.live)
 
-    def _apply(self, snapshot, plan):
+    def apply(self, run, state, plan):
         """Carry out the plan; return (outcome of the live or guest change, last views or None)."""
+        dom = run.dom
         if plan.guest is not None:
             return self._apply_guest(plan)
         raising = plan.maximum_after is not None and plan.maximum_after > plan.maximum_before
         if raising:
-            apply_maximum(self.dom, self.name, plan.maximum_after)
+            apply_maximum(dom, self.name, plan.maximum_after)
         outcome, views = COMPLETE, None
         if plan.live is not None and plan.live.changed:
-            outcome, views = self._apply_live(snapshot, plan.live)
+            outcome, views = self._apply_live(state, plan.live)
         if outcome in (COMPLETE, UNVERIFIED):
             if plan.config is not None and plan.config.changed:
-                apply_config(self.dom, self.name, plan.config)
+                apply_config(run.dom, self.name, plan.config)
             if plan.maximum_after is not None and not raising:
-                apply_maximum(self.dom, self.name, plan.maximum_after)
+                apply_maximum(run.dom, self.name, plan.maximum_after)
         elif plan.config is not None and plan.config.changed:
-            self.warnings.append('the persistent config of domain %s was left unchanged because the live change '
-                                 'did not complete' % self.name)
+            run.warn('the persistent config of domain %s was left unchanged because the live change '
+                     'did not complete' % self.name)
         return outcome, views
 
     def _apply_live(self, snapshot, live_plan):
-        calls = apply_live(self.dom, self.name, live_plan)
+        calls = apply_live(self.run.dom, self.name, live_plan)
         self.calls.extend(c.to_dict() for c in calls)
         failed_add = [c for c in calls if c.action == 'enable' and not c.ok]
         failed_remove = [c for c in calls if c.action == 'disable' and not c.ok and not c.timed_out]
@@ -222,8 +261,8 @@ class VcpuManager(object):
             # QEMU never finalized the vCPU.  A vCPU whose event came late (libvirt caught up) is not leaked.
             leaked = [v for v in timed_out if v not in views.qemu_present and v in views.libvirt_enabled]
             if leaked:
-                mark_leaked_vcpus(self.dom, leaked)
-                self.warnings.append(
+                mark_leaked_vcpus(self.run.dom, leaked)
+                self.run.warn(
                     'domain %s runs under TCG: QEMU removed vCPUs %s without finalizing them (a QEMU bug under TCG); '
                     'further vCPU or memory hot-add is refused until the domain is shut down and started again, '
                     'because QEMU would crash' % (self.name, format_cpulist(leaked)))
@@ -254,21 +293,21 @@ class VcpuManager(object):
             stale_since[:] = []
             return outcome in (COMPLETE, UNVERIFIED)
 
-        remaining = max(0.0, self.timeout - (time.monotonic() - self.started))
+        remaining = self.run.remaining(self.timeout)
         _done, views, _waited = wait_for(lambda: self._observe(with_guest=True), settled, remaining, interval=0.3)
         return views
 
     def _apply_guest(self, plan):
-        apply_guest(self.dom, self.name, plan.guest)
-        snapshot = read_domain(self.dom)
+        apply_guest(self.run.dom, self.name, plan.guest)
+        snapshot = read_domain(self.run.dom)
         expected_online = set(plan.guest.before_online) | set(plan.guest.online)
         expected_online -= set(plan.guest.offline)
 
         def done(view):
             return view.get('available') and set(view['online']) == expected_online
 
-        remaining = max(0.0, self.timeout - (time.monotonic() - self.started))
-        ok, view, _waited = wait_for(lambda: guest_vcpus(self.dom, snapshot.live), done, remaining, interval=0.3)
+        remaining = self.run.remaining(self.timeout)
+        ok, view, _waited = wait_for(lambda: guest_vcpus(self.run.dom, snapshot.live), done, remaining, interval=0.3)
         outcome = COMPLETE if ok else GUEST_PENDING
         return outcome, VcpuViews(libvirt_enabled=tuple(snapshot.live.enabled_vcpu_ids), qemu_present=None,
                                   qemu_error=None, guest=view)
@@ -298,9 +337,7 @@ class VcpuManager(object):
                 % (self.name, outcome, format_cpulist(target), view_text, note))
 
     def _result(self, changed, outcome, before, after, plan, guest=None, views=None):
-        for warning in self.warnings:
-            self.module.warn(warning)
-        result = dict(
+        return dict(
             changed=changed,
             outcome=outcome,
             vcpus=dict(before=before, after=after),
@@ -311,12 +348,14 @@ class VcpuManager(object):
             libvirt_calls=self.calls,
             resync=self.resyncs,
             notes=self.notes,
-            elapsed=round(time.monotonic() - self.started, 2),
         )
-        if self.module._diff:
-            result['diff'] = dict(before=_diff_view(before, plan, guest_before=True),
-                                  after=_diff_view(after, plan, guest=guest))
-        return result
+
+    def diff(self, result):
+        vcpus = result.get('vcpus')
+        if self.plan_ is None or not vcpus or vcpus.get('after') is None:
+            return None
+        return (_diff_view(vcpus['before'], self.plan_, guest_before=True),
+                _diff_view(vcpus['after'], self.plan_, guest=result.get('guest')))
 
 
 def _qemu_changed(plan, views):

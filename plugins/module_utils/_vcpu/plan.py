@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import refuse_during_migration
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import refuse_during_migration
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import CONFIG, LIVE, resolve_scopes, scope_words
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,8 @@ class VcpuRequest:
 
 @dataclass(frozen=True)
 class DefinitionPlan:
-    """The change to one definition, 'live' or 'config': which vCPU ids to enable and disable, in order."""
-    target: str
+    """The change to one definition (its scope, 'live' or 'config'): which vCPU ids to enable and disable, in order."""
+    scope: str
     before: tuple
     after: tuple
     enable: tuple = ()
@@ -90,7 +91,8 @@ def plan_vcpus(request, snapshot, host_online_cpus=None, guest_view=None):
         plan.guest = _plan_guest(request, snapshot, guest_view)
         return plan
 
-    live, config = _effective_targets(request, snapshot, plan)
+    scopes = resolve_scopes(snapshot, request.live, request.config, plan.warnings.append)
+    live, config = LIVE in scopes, CONFIG in scopes
 
     if live and snapshot.state == 'pmsuspended':
         raise HotplugError('domain %s is suspended to memory (pmsuspended): wake it up before changing live vCPUs' % name)
@@ -111,7 +113,7 @@ def plan_vcpus(request, snapshot, host_online_cpus=None, guest_view=None):
         return plan
 
     if live:
-        plan.live = _plan_definition('live', request, snapshot.live, snapshot.live.vcpu_max, name,
+        plan.live = _plan_definition(LIVE, request, snapshot.live, snapshot.live.vcpu_max, name,
                                      host_online_cpus=host_online_cpus)
         if plan.live.disable and snapshot.state == 'paused':
             raise HotplugError('domain %s is paused: the guest cannot eject vCPUs %s; resume it before removing vCPUs'
@@ -121,33 +123,11 @@ def plan_vcpus(request, snapshot, host_online_cpus=None, guest_view=None):
     if config:
         config_max = plan.maximum_after if plan.maximum_after is not None else snapshot.config.vcpu_max
         mirror = plan.live.after if plan.live is not None else None
-        plan.config = _plan_definition('config', request, snapshot.config, config_max, name, mirror=mirror)
+        plan.config = _plan_definition(CONFIG, request, snapshot.config, config_max, name, mirror=mirror)
         if plan.maximum_after is not None and len(plan.config.after) > plan.maximum_after:
             raise HotplugError('maximum %d is below the %d vCPUs the persistent config of domain %s would enable; '
                                'lower count too' % (plan.maximum_after, len(plan.config.after), name))
     return plan
-
-
-def _effective_targets(request, snapshot, plan):
-    """Which definitions the request can change on this domain, with warnings for ignored ones."""
-    name = snapshot.name
-    live = request.live
-    config = request.config
-    if live and not snapshot.active:
-        if not config:
-            raise HotplugError('domain %s is %s: live changes need a running domain (set config: true to change '
-                               'the persistent definition instead)' % (name, snapshot.state))
-        plan.warnings.append('domain %s is %s: live is ignored, only the persistent config is changed'
-                             % (name, snapshot.state))
-        live = False
-    if config and not snapshot.persistent:
-        if not live:
-            raise HotplugError('domain %s is transient: it has no persistent config to change' % name)
-        plan.warnings.append('domain %s is transient: config is ignored, only the running domain is changed' % name)
-        config = False
-    if not live and not config:
-        raise HotplugError('nothing to change: both live and config are false')
-    return live, config
 
 
 def _check_maximum(request, model, name):
@@ -172,10 +152,10 @@ def _check_maximum(request, model, name):
                            'silently); unpin them first' % (maximum, format_cpulist(pinned_above), name))
 
 
-def _plan_definition(target, request, model, maximum, name, mirror=None, host_online_cpus=None):
+def _plan_definition(scope, request, model, maximum, name, mirror=None, host_online_cpus=None):
     """Plan one definition.  mirror: enable exactly these ids (the config follows the live plan)."""
     before = tuple(model.enabled_vcpu_ids)
-    where = 'the live domain' if target == 'live' else 'the persistent config'
+    where = scope_words(scope)
     if mirror is not None:
         wanted = tuple(sorted(mirror))
         out_of_range = [v for v in wanted if v >= maximum]
@@ -183,27 +163,27 @@ def _plan_definition(target, request, model, maximum, name, mirror=None, host_on
             raise HotplugError('vCPUs %s are beyond the maximum of %d vCPUs in %s of domain %s'
                                % (format_cpulist(out_of_range), maximum, where, name))
     elif request.count is not None:
-        wanted = _target_for_count(request, model, maximum, name, where, target)
+        wanted = _target_for_count(request, model, maximum, name, where, scope)
     else:
-        wanted = _target_for_ids(request, model, maximum, name, where, target)
+        wanted = _target_for_ids(request, model, maximum, name, where)
 
     enable = tuple(v for v in wanted if v not in before)
     disable = tuple(sorted((v for v in before if v not in wanted), reverse=True))
     if 0 in disable:
         raise HotplugError('vCPU 0 of domain %s cannot be disabled' % name)
-    if target == 'live':
+    if scope == LIVE:
         _check_live_hotpluggable(model, enable + disable, name)
         if host_online_cpus is not None:
             _check_pinning_online(model, enable, host_online_cpus, name)
-    return DefinitionPlan(target=target, before=before, after=tuple(sorted(wanted)), enable=enable, disable=disable)
+    return DefinitionPlan(scope=scope, before=before, after=tuple(sorted(wanted)), enable=enable, disable=disable)
 
 
-def _target_for_count(request, model, maximum, name, where, target):
+def _target_for_count(request, model, maximum, name, where, scope):
     count = request.count
     if count < 1:
         raise HotplugError('count must be at least 1 (a domain always keeps vCPU 0), got %d' % count)
     if count > maximum:
-        hint = ' (raise it with maximum, which takes effect at the next boot)' if target == 'live' else ''
+        hint = ' (raise it with maximum, which takes effect at the next boot)' if scope == LIVE else ''
         raise HotplugError('count %d is above the maximum of %d vCPUs of %s of domain %s%s'
                            % (count, maximum, where, name, hint))
     enabled = [v.id for v in model.vcpus if v.enabled]
@@ -226,7 +206,7 @@ def _target_for_count(request, model, maximum, name, where, target):
         for vcpu in sorted(model.vcpus, key=lambda v: v.id, reverse=True):
             if not vcpu.enabled or vcpu.id == 0 or (cell is not None and vcpu.id not in cell.cpus):
                 continue
-            if target == 'live' and vcpu.hotpluggable is not True:
+            if scope == LIVE and vcpu.hotpluggable is not True:
                 continue
             if vcpu.id in model.pinning.vcpupin:
                 pinned.append(vcpu.id)
@@ -236,7 +216,7 @@ def _target_for_count(request, model, maximum, name, where, target):
         if len(removable) < needed:
             reasons = ['vCPU 0 always stays']
             fixed = [v.id for v in model.vcpus if v.enabled and v.id != 0 and v.hotpluggable is not True]
-            if target == 'live' and fixed:
+            if scope == LIVE and fixed:
                 reasons.append('vCPUs %s are not hotpluggable' % format_cpulist(fixed))
             if pinned:
                 reasons.append('vCPUs %s are pinned by <cputune> (name them in vcpus with state: disabled to remove '
@@ -250,7 +230,7 @@ def _target_for_count(request, model, maximum, name, where, target):
     return tuple(enabled)
 
 
-def _target_for_ids(request, model, maximum, name, where, target):
+def _target_for_ids(request, model, maximum, name, where):
     ids = request.vcpus
     out_of_range = [v for v in ids if v >= maximum]
     if out_of_range:

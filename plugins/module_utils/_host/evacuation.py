@@ -2,7 +2,7 @@
 # Copyright: kvm.hotplug contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Moving libvirt domains' pinning off host CPUs that are about to go offline, and back.
+"""Planning to move libvirt domains' pinning off host CPUs that are about to go offline, and back.
 
 A domain's threads are "pinned" when its definition restricts them: a
 <vcpupin>, <emulatorpin> or <iothreadpin>, the <vcpu cpuset> default, or
@@ -17,41 +17,29 @@ Evacuating CPUs X from a pinned thread whose set is P:
   the whole task is refused before anything changes.  A <vcpu cpuset> made only
   of CPUs in X is refused the same way.
 
-Live and persistent definitions are planned and changed separately
-(VIR_DOMAIN_AFFECT_LIVE for running domains, VIR_DOMAIN_AFFECT_CONFIG for
-persistent ones), then read again.  What was moved is recorded in the domain's
-metadata (namespace EVACUATION_NS) so that repin_on_online can put each pin back
-exactly as it was once all its CPUs are online again.
+Live and persistent definitions (scopes) are planned separately.  What was moved is
+recorded in the domain's metadata (_libvirt/metadata.py EVACUATION) so that repin_on_online
+can put each pin back exactly as it was once all its CPUs are online again.
+Pure: reading and changing the pinning through libvirt is _host/pins.py.
 
 Private to the kvm.hotplug collection; not a public API.
 """
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, field
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist, parse_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import DomainXMLError, parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import read_domain
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
-    HotplugError, call, error_text, is_error, libvirt,
-)
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import SCOPES
 
 try:
     from lxml import etree
 except ImportError:
     etree = None
 
-EVACUATION_NS = 'https://kvm-hotplug.invalid/host-evacuation'
-EVACUATION_PREFIX = 'kvmhp-evac'
-SCOPES = ('live', 'config')
 # numatune modes that keep a domain's memory on its nodes; 'preferred' lets it fall back elsewhere.
 BINDING_MODES = ('strict', 'restrictive', 'interleave')
-
-
-def scope_flag(scope):
-    return libvirt.VIR_DOMAIN_AFFECT_LIVE if scope == 'live' else libvirt.VIR_DOMAIN_AFFECT_CONFIG
 
 
 def thread_name(kind, ident):
@@ -141,22 +129,6 @@ class DomainChange:
         return before, after
 
 
-# --------------------------------------------------------------------------
-# reading
-
-def _ids_from_map(cpumap):
-    return tuple(i for i, on in enumerate(cpumap) if on)
-
-
-def _read_record(dom, scope):
-    """{(kind, id): (original, evacuated_to)} from the domain's evacuation metadata, or {}."""
-    try:
-        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, EVACUATION_NS, scope_flag(scope))
-    except libvirt.libvirtError:
-        return {}
-    return parse_record(text)
-
-
 def parse_record(text):
     if not text or etree is None:
         return {}
@@ -188,97 +160,6 @@ def format_record(record):
     return '\n'.join(lines)
 
 
-def read_scope(dom, model, scope):
-    """ScopePins of one definition, from its XML model plus libvirt's effective pinning where XML is silent."""
-    flag = scope_flag(scope)
-    pinning = model.pinning
-    result = ScopePins(cpuset=pinning.vcpu_cpuset, placement=model.vcpu_placement)
-    auto = model.vcpu_placement == 'auto'
-    vcpu_maps = None
-    if auto:
-        try:
-            vcpu_maps = dom.vcpuPinInfo(flag)
-        except libvirt.libvirtError:
-            vcpu_maps = None
-    for vcpu in range(model.vcpu_max):
-        if vcpu in pinning.vcpupin:
-            result.pins[('vcpu', vcpu)] = ('vcpupin', tuple(pinning.vcpupin[vcpu]))
-        elif pinning.vcpu_cpuset:
-            result.pins[('vcpu', vcpu)] = ('cpuset', tuple(pinning.vcpu_cpuset))
-        elif auto and vcpu_maps is not None and vcpu < len(vcpu_maps):
-            result.pins[('vcpu', vcpu)] = ('placement-auto', _ids_from_map(vcpu_maps[vcpu]))
-        else:
-            result.unpinned.append(thread_name('vcpu', vcpu))
-    if pinning.emulatorpin is not None:
-        result.pins[('emulator', None)] = ('emulatorpin', tuple(pinning.emulatorpin))
-    elif pinning.vcpu_cpuset:
-        result.pins[('emulator', None)] = ('cpuset', tuple(pinning.vcpu_cpuset))
-    elif auto:
-        try:
-            result.pins[('emulator', None)] = ('placement-auto', _ids_from_map(dom.emulatorPinInfo(flag)))
-        except libvirt.libvirtError:
-            result.unpinned.append('emulator')
-    else:
-        result.unpinned.append('emulator')
-    try:
-        iothreads = dom.ioThreadInfo(flag)
-    except libvirt.libvirtError:
-        iothreads = []
-    for ident, cpumap in iothreads:
-        if ident in pinning.iothreadpin:
-            result.pins[('iothread', ident)] = ('iothreadpin', tuple(pinning.iothreadpin[ident]))
-        elif pinning.vcpu_cpuset:
-            result.pins[('iothread', ident)] = ('cpuset', tuple(pinning.vcpu_cpuset))
-        elif auto:
-            result.pins[('iothread', ident)] = ('placement-auto', _ids_from_map(cpumap))
-        else:
-            result.unpinned.append(thread_name('iothread', ident))
-    result.record = _read_record(dom, scope)
-    return result
-
-
-def read_domains(conn):
-    """DomainPins for every domain libvirt knows on conn (running and defined)."""
-    domains = []
-    for dom in call('listing the domains', conn.listAllDomains, 0):
-        try:
-            snapshot = read_domain(dom)
-        except HotplugError:
-            raise
-        scopes = {}
-        if snapshot.live is not None:
-            scopes['live'] = read_scope(dom, snapshot.live, 'live')
-        if snapshot.config is not None:
-            scopes['config'] = read_scope(dom, snapshot.config, 'config')
-        bound = ()
-        if snapshot.live is not None:
-            bound = _bound_nodes(dom, snapshot.live.pinning)
-        domains.append(DomainPins(
-            name=snapshot.name, uuid=snapshot.uuid, state=snapshot.state, active=snapshot.active,
-            persistent=snapshot.persistent, migrating=snapshot.job.migrating, job_operation=snapshot.job.operation,
-            scopes=scopes, bound_nodes=bound, dom=dom))
-    return sorted(domains, key=lambda d: d.name)
-
-
-def _bound_nodes(dom, pin):
-    """Host nodes a running domain's memory is bound to (numatune), asking libvirt when placement='auto' left
-    the XML without a nodeset (numad chose it)."""
-    if pin.numa_memory_mode not in BINDING_MODES and not pin.numa_memnodes:
-        return ()
-    nodes = set()
-    if pin.numa_memory_mode in BINDING_MODES:
-        nodeset = pin.numa_memory_nodeset
-        if nodeset is None:
-            try:
-                nodeset = parse_cpulist(dom.numaParameters(libvirt.VIR_DOMAIN_AFFECT_LIVE).get('numa_nodeset'))
-            except (libvirt.libvirtError, ValueError, AttributeError):
-                nodeset = ()
-        nodes.update(nodeset or ())
-    for cell_nodes in pin.numa_memnodes.values():
-        nodes.update(cell_nodes)
-    return tuple(sorted(nodes))
-
-
 def bound_nodes_map(domains):
     """{host node: [running domains whose memory numatune binds them to it]}."""
     result = {}
@@ -287,9 +168,6 @@ def bound_nodes_map(domains):
             result.setdefault(node, []).append(domain.name)
     return result
 
-
-# --------------------------------------------------------------------------
-# planning
 
 @dataclass
 class EvacuationPlan:
@@ -435,149 +313,3 @@ def plan_repin(domains, online_after):
         else:
             unpinned.append(domain.name)
     return EvacuationPlan(changes=changes, unpinned=unpinned, unaffected=unaffected)
-
-
-# --------------------------------------------------------------------------
-# applying
-
-def _cpumap(cpus, length):
-    return tuple(i in set(cpus) for i in range(length))
-
-
-def _pin(dom, change, cpus, length):
-    flag = scope_flag(change.scope)
-    cpumap = _cpumap(cpus, length)
-    action = 'pinning %s of domain %s (%s) to CPU %s' % (change.thread, dom.name(), change.scope,
-                                                         format_cpulist(cpus))
-    if change.kind == 'vcpu':
-        call(action, dom.pinVcpuFlags, change.id, cpumap, flag)
-    elif change.kind == 'emulator':
-        call(action, dom.pinEmulator, cpumap, flag)
-    elif change.kind == 'iothread':
-        call(action, dom.pinIOThread, change.id, cpumap, flag)
-
-
-def _write_record(dom, scope, record):
-    text = format_record(record)
-    flag = scope_flag(scope)
-    try:
-        if text is None:
-            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, None, None, EVACUATION_NS, flag)
-        else:
-            dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, text, EVACUATION_PREFIX, EVACUATION_NS, flag)
-    except libvirt.libvirtError as exc:
-        if text is None and is_error(exc, 'VIR_ERR_NO_DOMAIN_METADATA'):
-            return
-        raise HotplugError('recording the evacuation in the metadata of domain %s (%s): %s'
-                           % (dom.name(), scope, error_text(exc)), exception=traceback.format_exc())
-
-
-def apply_plan(plan, cpumap_length):
-    """Pin every planned thread, record the evacuation, then re-read and verify each domain.
-
-    On any failure, pins and records already changed are put back and HotplugError is raised.
-    Returns the verified per-domain views.
-    """
-    done = []               # (dom, change) applied
-    records_done = []       # (dom, scope, previous record)
-    try:
-        for dchange in plan.changes:
-            dom = dchange.domain.dom
-            for change in dchange.changes:
-                _pin(dom, change, change.after, cpumap_length)
-                done.append((dom, change))
-            for scope, record in sorted(dchange.records_after.items()):
-                previous = dchange.domain.scopes[scope].record
-                _write_record(dom, scope, record)
-                records_done.append((dom, scope, previous))
-        problems = verify_plan(plan)
-        if problems:
-            raise HotplugError('re-pinning was not applied as planned: %s' % '; '.join(problems),
-                               verify_problems=problems)
-    except HotplugError as exc:
-        undone, failed = undo_plan(done, records_done, cpumap_length)
-        suffix = ('; put back %d pin(s) as they were' % undone) if undone else ''
-        if failed:
-            suffix += '; ROLLBACK INCOMPLETE: %s' % '; '.join(failed)
-        details = dict(exc.details)
-        details.update(repin_rollback_failed=failed)
-        raise HotplugError(exc.msg + suffix, exception=exc.exception, **details)
-
-
-def undo_plan(done, records_done, cpumap_length):
-    undone = 0
-    failed = []
-    for dom, change in reversed(done):
-        try:
-            _pin(dom, change, change.before, cpumap_length)
-            undone += 1
-        except HotplugError as exc:
-            failed.append(exc.msg)
-    for dom, scope, previous in reversed(records_done):
-        try:
-            _write_record(dom, scope, previous)
-        except HotplugError as exc:
-            failed.append(exc.msg)
-    return undone, failed
-
-
-def verify_plan(plan):
-    """Re-read each changed domain (XML, vcpuPinInfo, emulatorPinInfo, ioThreadInfo); list what differs."""
-    problems = []
-    for dchange in plan.changes:
-        dom = dchange.domain.dom
-        for scope in sorted(set(c.scope for c in dchange.changes)):
-            flag = scope_flag(scope)
-            xml_flags = 0 if scope == 'live' else libvirt.VIR_DOMAIN_XML_INACTIVE
-            try:
-                model = parse_domain_xml(call('reading domain %s again' % dom.name(), dom.XMLDesc, xml_flags))
-            except DomainXMLError as exc:
-                problems.append('domain %s: %s' % (dom.name(), exc))
-                continue
-            pinning = model.pinning
-            vcpu_maps = None
-            for change in (c for c in dchange.changes if c.scope == scope):
-                want = tuple(change.after)
-                if change.kind == 'vcpu':
-                    got = tuple(pinning.vcpupin.get(change.id, ()))
-                    if vcpu_maps is None:
-                        vcpu_maps = call('reading the vCPU pinning of %s' % dom.name(), dom.vcpuPinInfo, flag)
-                    if change.id < len(vcpu_maps) and _ids_from_map(vcpu_maps[change.id]) != want:
-                        problems.append('domain %s (%s): libvirt reports vcpu %d on CPU %s, expected %s'
-                                        % (dom.name(), scope, change.id,
-                                           format_cpulist(_ids_from_map(vcpu_maps[change.id])), format_cpulist(want)))
-                        continue
-                elif change.kind == 'emulator':
-                    got = tuple(pinning.emulatorpin or ())
-                    effective = _ids_from_map(call('reading the emulator pinning of %s' % dom.name(),
-                                                   dom.emulatorPinInfo, flag))
-                    if effective != want:
-                        problems.append('domain %s (%s): libvirt reports the emulator on CPU %s, expected %s'
-                                        % (dom.name(), scope, format_cpulist(effective), format_cpulist(want)))
-                        continue
-                else:
-                    got = tuple(pinning.iothreadpin.get(change.id, ()))
-                    info = dict(call('reading the iothread pinning of %s' % dom.name(), dom.ioThreadInfo, flag))
-                    if change.id in info and _ids_from_map(info[change.id]) != want:
-                        problems.append('domain %s (%s): libvirt reports iothread %d on CPU %s, expected %s'
-                                        % (dom.name(), scope, change.id, format_cpulist(_ids_from_map(info[change.id])),
-                                           format_cpulist(want)))
-                        continue
-                if got != want:
-                    problems.append('domain %s (%s): the XML pins %s to CPU %s, expected %s'
-                                    % (dom.name(), scope, change.thread, format_cpulist(got) or 'nothing',
-                                       format_cpulist(want)))
-    return problems
-
-
-def reread_views(plan):
-    """The pinning of every changed domain as libvirt reports it now: {name: {scope: {thread: cpus}}}."""
-    views = {}
-    for dchange in plan.changes:
-        dom = dchange.domain.dom
-        views[dchange.domain.name] = {}
-        for scope in sorted(set(c.scope for c in dchange.changes)):
-            xml_flags = 0 if scope == 'live' else libvirt.VIR_DOMAIN_XML_INACTIVE
-            model = parse_domain_xml(call('reading domain %s again' % dom.name(), dom.XMLDesc, xml_flags))
-            views[dchange.domain.name][scope] = read_scope(dom, model, scope).pinned_view()
-    return views

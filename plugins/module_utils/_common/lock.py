@@ -20,16 +20,20 @@ import fcntl
 import os
 import time
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 
 LOCK_DIRS = ('/run/lock/kvm.hotplug', '/tmp/kvm.hotplug-locks')
 
 
 class DomainLock(object):
-    """Context manager holding the lock of one domain for up to `timeout` seconds of waiting."""
+    """Context manager holding the lock of one domain for up to `timeout` seconds of waiting.
 
-    def __init__(self, uuid, name, timeout, lock_dirs=None):
+    busy_msg replaces the message when another task holds the lock for longer (the host lock says "host").
+    """
+
+    def __init__(self, uuid, name, timeout, lock_dirs=None, busy_msg=None):
         self.uuid = uuid
+        self.busy_msg = busy_msg
         self.name = name
         self.timeout = timeout
         self.lock_dirs = lock_dirs or LOCK_DIRS
@@ -60,8 +64,8 @@ class DomainLock(object):
                     raise
             if time.monotonic() - started >= self.timeout:
                 self.handle.close()
-                raise HotplugError('another kvm.hotplug task is changing domain %s and did not finish within %s s; '
-                                   'nothing was changed' % (self.name, self.timeout))
+                raise HotplugError(self.busy_msg or 'another kvm.hotplug task is changing domain %s and did not '
+                                   'finish within %s s; nothing was changed' % (self.name, self.timeout))
             time.sleep(0.1)
 
     def __exit__(self, *exc_info):

@@ -13,7 +13,7 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import etree, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import etree, parse_domain_xml
 
 
 def _target(device, size_kib, node):

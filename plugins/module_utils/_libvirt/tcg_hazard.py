@@ -20,31 +20,28 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist, parse_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import etree
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError, is_error, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import LIVE
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import etree
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.metadata import (
+    TCG_HAZARD, read_metadata, write_metadata,
+)
 
-METADATA_URI = 'https://kvm-hotplug.invalid/xmlns/tcg-hazard/1'
-METADATA_KEY = 'kvmhp'
+METADATA_URI = TCG_HAZARD.uri
 
 
 def leaked_vcpus(dom):
     """vCPU ids that QEMU removed without finalizing, as recorded in the live metadata; () when none."""
-    try:
-        text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_URI, libvirt.VIR_DOMAIN_AFFECT_LIVE)
-    except libvirt.libvirtError as exc:
-        if is_error(exc, 'VIR_ERR_NO_DOMAIN_METADATA', 'VIR_ERR_OPERATION_INVALID'):
-            return ()
-        raise
-    return parse_cpulist(etree.fromstring(text).get('vcpus', ''))
+    text = read_metadata(dom, TCG_HAZARD, LIVE)
+    return parse_cpulist(etree.fromstring(text).get('vcpus', '')) if text else ()
 
 
 def mark_leaked_vcpus(dom, vcpu_ids):
     """Record (add to) the leaked vCPU ids in the domain's live metadata."""
     ids = sorted(set(leaked_vcpus(dom)) | set(vcpu_ids))
     element = etree.Element('tcg-unplugged-vcpus', vcpus=format_cpulist(ids))
-    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, etree.tostring(element).decode(), METADATA_KEY,
-                    METADATA_URI, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    write_metadata(dom, TCG_HAZARD, LIVE, etree.tostring(element).decode())
 
 
 def refuse_if_hazardous(dom, name, what):

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import guest_vcpus
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import call
-from ansible_collections.kvm.hotplug.plugins.module_utils._qemu_monitor import QemuMonitorUnavailable, qemu_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import call
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import QemuMonitorUnavailable, qemu_vcpus
 
 # What happened to a live change, from the three views:
 COMPLETE = 'complete'            # libvirt and QEMU (and the guest, when asked) have the target
@@ -91,3 +91,28 @@ def classify(target, before, views, want_guest):
 def views_disagree(views):
     """True when libvirt and QEMU disagree about which vCPUs exist (a stale libvirt view)."""
     return views.qemu_present is not None and set(views.qemu_present) != set(views.libvirt_enabled)
+
+
+def compare_vcpu_views(libvirt_enabled, qemu_present=None, guest_online_count=None):
+    """Compare enabled vCPU ids in libvirt with QEMU's present vCPU ids and the guest's online count.
+
+    qemu_present and guest_online_count are None when that view is unknown.
+    Returns a dict with `agree` and, where views differ, which ids are
+    stale in libvirt (listed by libvirt, gone from QEMU) or unknown to
+    libvirt (present in QEMU, not enabled in libvirt).
+    """
+    libvirt_ids = sorted(set(libvirt_enabled))
+    result = dict(libvirt_enabled=libvirt_ids, qemu_present=None, guest_online_count=guest_online_count,
+                  stale_in_libvirt=[], unknown_to_libvirt=[], agree=True)
+    if qemu_present is not None:
+        qemu_ids = sorted(set(qemu_present))
+        result['qemu_present'] = qemu_ids
+        result['stale_in_libvirt'] = sorted(set(libvirt_ids) - set(qemu_ids))
+        result['unknown_to_libvirt'] = sorted(set(qemu_ids) - set(libvirt_ids))
+        if result['stale_in_libvirt'] or result['unknown_to_libvirt']:
+            result['agree'] = False
+    if guest_online_count is not None:
+        expected = len(result['qemu_present']) if result['qemu_present'] is not None else len(libvirt_ids)
+        if guest_online_count != expected:
+            result['agree'] = False
+    return result
