@@ -32,11 +32,6 @@ description:
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
-  name:
-    description: Name of the domain.
-    type: str
-    required: true
-    aliases: [domain]
   dest_uri:
     description:
       - libvirt URI of the destination hypervisor, for example V(qemu+tcp://hv2/system) or V(qemu+ssh://root@hv2/system).
@@ -100,12 +95,13 @@ options:
     type: str
 extends_documentation_fragment:
   - kvm.hotplug.libvirt
+  - kvm.hotplug.libvirt.DOMAIN
   - kvm.hotplug.attributes
   - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
 attributes:
   idempotent:
-    description: A domain that already runs on the destination (and not on the source) is not migrated again.
     support: full
+    details: A domain that already runs on the destination (and not on the source) is not migrated again.
 notes:
   - O(uri) is the source hypervisor.
   - "The module's own domain metadata: libvirt migrates metadata with the definitions it belongs to. The module clears
@@ -228,47 +224,30 @@ elapsed:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import URI_ARGUMENT_SPEC, run_module
-from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import TIMEOUT_ACTIONS, MigrationRequest
-from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.run import MigrationRun
-
-
-def build_request(module):
-    params = module.params
-    for key in ('bandwidth', 'max_downtime_ms', 'parallel_connections', 'timeout'):
-        if params[key] is not None and params[key] < 1:
-            module.fail_json(msg='%s must be at least 1, got %d' % (key, params[key]))
-    return MigrationRequest(
-        name=params['name'], dest_uri=params['dest_uri'], live=params['live'], persistent=params['persistent'],
-        undefine_source=params['undefine_source'], bandwidth=params['bandwidth'],
-        max_downtime_ms=params['max_downtime_ms'], auto_converge=params['auto_converge'],
-        parallel_connections=params['parallel_connections'], timeout=params['timeout'],
-        timeout_action=params['timeout_action'], migrate_uri=params['migrate_uri'],
-    )
-
-
-def migrate_domain(module):
-    return MigrationRun(module, build_request(module)).run()
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import DOMAIN_ARGS, argument_spec
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_change
+from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import TIMEOUT_ACTIONS
+from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.run import MigrationChange
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type='str', required=True, aliases=['domain']),
-        dest_uri=dict(type='str', required=True),
-        live=dict(type='bool', default=True),
-        persistent=dict(type='bool', default=True),
-        undefine_source=dict(type='bool', default=True),
-        bandwidth=dict(type='int'),
-        max_downtime_ms=dict(type='int'),
-        auto_converge=dict(type='bool', default=False),
-        parallel_connections=dict(type='int'),
-        timeout=dict(type='int'),
-        timeout_action=dict(type='str', choices=list(TIMEOUT_ACTIONS), default='abort'),
-        migrate_uri=dict(type='str'),
+    module = AnsibleModule(
+        argument_spec=argument_spec(dict(
+            dest_uri=dict(type='str', required=True),
+            live=dict(type='bool', default=True),
+            persistent=dict(type='bool', default=True),
+            undefine_source=dict(type='bool', default=True),
+            bandwidth=dict(type='int'),
+            max_downtime_ms=dict(type='int'),
+            auto_converge=dict(type='bool', default=False),
+            parallel_connections=dict(type='int'),
+            timeout=dict(type='int'),
+            timeout_action=dict(type='str', choices=list(TIMEOUT_ACTIONS), default='abort'),
+            migrate_uri=dict(type='str'),
+        ), DOMAIN_ARGS),
+        supports_check_mode=True,
     )
-    argument_spec.update(URI_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    run_module(module, migrate_domain)
+    run_change(module, MigrationChange())
 
 
 if __name__ == '__main__':

@@ -26,7 +26,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import error_code, error_text, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_code, error_text, libvirt
 
 POLL_SECONDS = 0.5
 
@@ -75,9 +75,10 @@ class Attempt:
     timeout_action_error: str | None = None
     last_job: dict = field(default_factory=dict)
     job_seen: bool = False
+    outcome: str | None = None           # set by the run once both hosts have been read again
 
     def to_dict(self):
-        return dict(ok=self.ok, error=self.error, seconds=round(self.seconds, 2), job_seen=self.job_seen,
+        return dict(ok=self.ok, error=self.error, outcome=self.outcome, seconds=round(self.seconds, 2), job_seen=self.job_seen,
                     timeout_action=self.timeout_action,
                     timeout_action_at_s=None if self.timeout_action_at is None else round(self.timeout_action_at, 2),
                     timeout_action_error=self.timeout_action_error)

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import guest_memory, guest_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_memory, guest_vcpus
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import device_key
-from ansible_collections.kvm.hotplug.plugins.module_utils._qemu_monitor import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import (
     QemuMonitorUnavailable, qemu_memory_devices, qemu_vcpus,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._units import kib_to_mib
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import kib_to_mib
 
 
 def capture(dom, model, with_guest=True):

@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import DomainSnapshot, JobInfo
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import DomainSnapshot, JobInfo
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import (
     ALREADY_THERE, MIGRATE, DestinationFacts, HostFacts, MigrationRequest, Peer, SourceFacts, needed_memory_kib,
     parse_domain_capabilities, parse_host_capabilities, plan_migration,
