@@ -28,7 +28,7 @@ description:
     and in the destination's persistent definition.
   - If the migration fails, both hosts are read again and the result says where the domain is. If the destination
     daemon dies, or O(timeout) aborts the migration, the guest is still running on the source, and RV(outcome) says so.
-  - A domain that already runs on the destination and not on the source is left alone (RV(changed=false)).
+  - A domain that already runs on the destination and not on the source is left alone (C(changed=false)).
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
@@ -156,7 +156,7 @@ outcome:
     - V(aborted) O(timeout) passed and the migration was cancelled; the guest runs on the source. The task fails.
     - V(failed_source_running) the migration failed; the guest runs on the source and not on the destination. The task fails.
     - V(failed) the migration failed and the domain is not running on the source alone; see RV(after). The task fails.
-    - V(check_mode) check mode: every check passed and the domain would move.
+    - V(check_mode) in check mode, when every check passed and the domain would move.
     - Null when a check refused the migration.
   returned: always
   type: str

@@ -271,7 +271,8 @@ class MigrationChange(Change):
                 _clear_our_metadata(run, ddom, state.metadata)
         return attempt
 
-    def observe(self, run, state, plan, attempt):
+    def observe(self, run, state, plan, outcome):
+        attempt = outcome  # apply() returns the migration Attempt
         snap = state.source.snapshot
         after = self._both_hosts(run, snap.uuid)
         ddom = _dest_domain(run, snap.uuid) if after['destination'].get('defined') else None
@@ -285,7 +286,8 @@ class MigrationChange(Change):
             verify = _verify(run, ddom, snap, state.view_before)
         return dict(hosts=after, job=job, verify=verify)
 
-    def result(self, run, state, plan, attempt, after):
+    def result(self, run, state, plan, outcome, after):
+        attempt = outcome  # apply() returns the migration Attempt; its outcome names where the domain is
         request = run.request
         outcome = attempt.outcome
         moved = outcome in (MIGRATED, POSTCOPY)
@@ -519,7 +521,7 @@ def _verify(run, ddom, snap, view_before):
         def live_model():
             return parse_domain_xml(ddom.XMLDesc(0))
         after, waited = migrate_verify.wait_for_guest(ddom, live_model, view_before, GUEST_AGENT_WAIT_SECONDS,
-                                                       clock=run.clock)
+                                                      clock=run.clock)
         report.update(after=after, guest_wait_s=round(waited, 2))
         report['differences'] = migrate_verify.runtime_differences(view_before, after)
         if view_before.get('guest') is not None and after.get('guest') is None:

@@ -107,7 +107,7 @@ def test_the_lab_pair_passes_every_check():
 def test_captured_capabilities_parse():
     caps = parse_domain_capabilities(fixture(DOMCAPS))
     assert (caps.vcpu_max, caps.machine, caps.domain_type) == (255, 'pc-i440fx-7.2', 'qemu')
-    uuid_1, _ = parse_host_capabilities(fixture('hv1-capabilities.xml'))
+    uuid_1, _bits = parse_host_capabilities(fixture('hv1-capabilities.xml'))
     uuid_2, bits = parse_host_capabilities(fixture('hv2-capabilities.xml'))
     assert uuid_1 != uuid_2 and bits == 48
 

@@ -33,7 +33,7 @@ def qemu_processes(name):
 
 
 def agent(dom, command, attempts=20):
-    for _ in range(attempts):
+    for _attempt in range(attempts):
         try:
             return json.loads(libvirt_qemu.qemuAgentCommand(dom, json.dumps({'execute': command}), 5, 0))['return']
         except libvirt.libvirtError:
