@@ -66,8 +66,8 @@ def main():
             return json.loads(libvirt_qemu.qemuMonitorCommand(dom, json.dumps({'execute': command}), 0))['return']
         out['qemu_vcpus'] = sorted(c['cpu-index'] for c in qmp('query-cpus-fast'))
         out['qemu_memory_devices'] = sorted(
-            dict(id=d['data'].get('id'), type=d['type'], size_mib=d['data']['size'] // 1048576,
-                 node=d['data'].get('node')) for d in qmp('query-memory-devices'))
+            (dict(id=d['data'].get('id'), type=d['type'], size_mib=d['data']['size'] // 1048576,
+                  node=d['data'].get('node')) for d in qmp('query-memory-devices')), key=lambda d: str(d['id']))
         vcpus = agent(dom, 'guest-get-vcpus')
         out['agent_online_cpus'] = None if vcpus is None else sum(1 for v in vcpus if v.get('online'))
         try:
