@@ -41,9 +41,9 @@ def collection_path():
 
 
 def completed_downtime_ms(uri, guest):
-    out = subprocess.run(['virsh', '-c', uri, 'domjobinfo', '--completed', guest], check=True,
+    out = subprocess.run(['virsh', '-c', uri, 'domjobinfo', '--completed', '--keep-completed', guest], check=True,
                          capture_output=True, text=True).stdout
-    match = re.search(r'^Total downtime:\s+(\d+) ms', out, re.M)
+    match = re.search(r'^Total downtime:\s+(\d+)\s+ms', out, re.M)
     return int(match.group(1)) if match else None
 
 

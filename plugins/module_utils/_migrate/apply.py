@@ -167,7 +167,8 @@ def completed_job(dom):
     if dom is None:
         return None
     try:
-        stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        # KEEP_COMPLETED: libvirt would otherwise discard them once read, from everyone else who asks
+        stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED)
     except libvirt.libvirtError:
         return None
     return stats or None
