@@ -222,7 +222,8 @@ class MigrationChange(Change):
             run.lock(dom.UUIDString(), dom.name(), request.timeout or LOCK_TIMEOUT_SECONDS)
         snap = read_domain(dom) if dom is not None else None
         qemu = None
-        if snap is not None and snap.live is not None:
+        # libvirt lets no monitor command through while a job (a migration) runs: it would wait 30 s for nothing
+        if snap is not None and snap.live is not None and not snap.job.active:
             try:
                 qemu = tuple(sorted(qemu_vcpus(dom)))
             except QemuMonitorUnavailable:

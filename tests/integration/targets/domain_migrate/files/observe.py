@@ -62,18 +62,21 @@ def main():
         out['config_vcpus'] = int(root.find('vcpu').get('current', root.find('vcpu').text))
         out['config_dimms'] = len(root.findall("devices/memory[@model='dimm']"))
     if state == libvirt.VIR_DOMAIN_RUNNING:
-        def qmp(command):
-            return json.loads(libvirt_qemu.qemuMonitorCommand(dom, json.dumps({'execute': command}), 0))['return']
-        out['qemu_vcpus'] = sorted(c['cpu-index'] for c in qmp('query-cpus-fast'))
-        out['qemu_memory_devices'] = sorted(
-            (dict(id=d['data'].get('id'), type=d['type'], size_mib=d['data']['size'] // 1048576,
-                  node=d['data'].get('node')) for d in qmp('query-memory-devices')), key=lambda d: str(d['id']))
-        vcpus = agent(dom, 'guest-get-vcpus')
-        out['agent_online_cpus'] = None if vcpus is None else sum(1 for v in vcpus if v.get('online'))
         try:
             out['job_active'] = dom.jobStats().get('type', 0) != libvirt.VIR_DOMAIN_JOB_NONE
         except libvirt.libvirtError:
             pass
+
+        def qmp(command):
+            return json.loads(libvirt_qemu.qemuMonitorCommand(dom, json.dumps({'execute': command}), 0))['return']
+        # during a job (a migration) libvirt holds QEMU's monitor: asking would wait 30 s and fail
+        if not out['job_active']:
+            out['qemu_vcpus'] = sorted(c['cpu-index'] for c in qmp('query-cpus-fast'))
+            out['qemu_memory_devices'] = sorted(
+                (dict(id=d['data'].get('id'), type=d['type'], size_mib=d['data']['size'] // 1048576,
+                      node=d['data'].get('node')) for d in qmp('query-memory-devices')), key=lambda d: str(d['id']))
+        vcpus = agent(dom, 'guest-get-vcpus')
+        out['agent_online_cpus'] = None if vcpus is None else sum(1 for v in vcpus if v.get('online'))
     print(json.dumps(out))
 
 
