@@ -294,7 +294,9 @@ class MigrationChange(Change):
         moved = outcome in (MIGRATED, POSTCOPY)
         if not moved:
             state.metadata['destination'] = 'not changed: the domain did not move'
-        result = self._result(run, state, plan, moved, outcome, after=after['hosts'], attempt=attempt,
+        # a failure that still changed where the domain is defined or runs is reported as a change
+        changed = moved or _placement(state.before) != _placement(after['hosts'])
+        result = self._result(run, state, plan, changed, outcome, after=after['hosts'], attempt=attempt,
                               job=after['job'], verify=after['verify'])
         if not moved:
             raise HotplugError(_failure_message(request, outcome, attempt, after['hosts']),
@@ -539,6 +541,10 @@ def _verify(run, ddom, snap, view_before):
         report['differences'].extend(report['persistent_differences'])
     report['agree'] = not report['differences']
     return report
+
+
+def _placement(hosts):
+    return tuple((hosts[side].get('defined'), hosts[side].get('state')) for side in ('source', 'destination'))
 
 
 def _where(state):
