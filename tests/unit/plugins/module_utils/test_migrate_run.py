@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import libvirt
 import pytest
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate import run, verify
@@ -91,3 +92,48 @@ def test_runtime_differences():
     assert differences[0] == 'QEMU vCPUs 0-2 on the source, 0-1 on the destination'
     assert 'dimm0 (dimm 128 MiB node 0)' in differences[1] and 'none on the destination' in differences[1]
     assert len(differences) == 4
+
+
+class _Run(object):
+    def __init__(self, live=True, persistent=True):
+        self.request = MigrationRequest(name='dom', dest_uri='qemu+tcp://h/system', live=live, persistent=persistent)
+        self.warnings = []
+
+    def warn(self, message):
+        self.warnings.append(message)
+
+
+def test_the_module_clears_its_own_records_on_the_destination():
+    from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.metadata import EVACUATION, TCG_HAZARD
+    from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeDomain
+
+    class ScopedDomain(FakeDomain):
+        """Metadata per (namespace, scope flag), as libvirt keeps it per definition."""
+
+        def metadata(self, kind, uri, flags=0):
+            return FakeDomain.metadata(self, kind, (uri, flags))
+
+        def setMetadata(self, kind, xml, key, uri, flags=0):
+            return FakeDomain.setMetadata(self, kind, xml, key, (uri, flags))
+
+    live, config = libvirt.VIR_DOMAIN_AFFECT_LIVE, libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    record = '<evacuation><pin kind="emulator" original="1" evacuated_to="0"/></evacuation>'
+    dest = ScopedDomain('dom', live_xml=fixture('hotplugged-live.xml'))
+    dest.metadata_xml[(TCG_HAZARD.uri, live)] = '<tcg-unplugged-vcpus vcpus="5"/>'
+    dest.metadata_xml[(EVACUATION.uri, live)] = record
+    dest.metadata_xml[(EVACUATION.uri, config)] = record
+    report = dict(cleared=[], errors=[])
+    run._clear_our_metadata(_Run(), dest, report)
+    assert report['cleared'] == ['tcg_unplug_marker live', 'evacuation_record live', 'evacuation_record config']
+    assert set(dest.metadata_xml.values()) == {None}
+
+
+def test_the_source_records_are_reported():
+    from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.metadata import TCG_HAZARD
+    from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeDomain
+    from ansible_collections.kvm.hotplug.tests.unit.plugins.module_utils.domain_xml import snapshot
+
+    source = FakeDomain('dom', live_xml=fixture('hotplugged-live.xml'))
+    source.metadata_xml[TCG_HAZARD.uri] = '<tcg-unplugged-vcpus vcpus="2-3"/>'
+    found = run.our_metadata(source, snapshot(fixture('hotplugged-live.xml')))
+    assert found == dict(tcg_unplug_marker='2-3', evacuation_record=dict(live=None, config=None))
