@@ -277,11 +277,11 @@ class MigrationChange(Change):
         snap = state.source.snapshot
         after = self._both_hosts(run, snap.uuid)
         ddom = _dest_domain(run, snap.uuid) if after['destination'].get('defined') else None
-        job = migrate_apply.completed_job(ddom) if attempt.ok else None
-        if job is None and not attempt.ok:
-            job = migrate_apply.completed_job(run.dom)
-        if not job or 'time_elapsed' not in job:
-            job = attempt.last_job or job  # a cancelled job keeps no statistics; the watcher's last reading does
+        if attempt.ok:
+            job = migrate_apply.completed_job(ddom) or attempt.last_job
+        else:
+            # a failed or cancelled job keeps hardly any statistics (time_elapsed 0); the watcher's last reading does
+            job = attempt.last_job or migrate_apply.completed_job(run.dom)
         verify = None
         if attempt.outcome in (MIGRATED, POSTCOPY):
             verify = _verify(run, ddom, snap, state.view_before)
