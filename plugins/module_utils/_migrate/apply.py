@@ -105,7 +105,8 @@ class Watcher(threading.Thread):
                 stats = self.dom.jobStats()
             except libvirt.libvirtError:
                 stats = None
-            if stats and stats.get('type', 0) not in (0, None):
+            # only a running job's reading: once cancelled or failed, libvirt reports it with every counter at 0
+            if stats and stats.get('type') in (libvirt.VIR_DOMAIN_JOB_BOUNDED, libvirt.VIR_DOMAIN_JOB_UNBOUNDED):
                 self.attempt.last_job = dict(stats)
                 self.attempt.job_seen = True
             elapsed = self.clock() - self.started_at
