@@ -23,7 +23,7 @@ requirements:
   - lxml on the managed host
 '''
 
-    # The domain a change is made to; the options of _common/argspec.py DOMAIN_ARGS with the uri above.
+    # The domain a module works on: with the uri above, _common/argspec.py DOMAIN_ARGS (name and uri).
     DOMAIN = r'''
 options:
   name:

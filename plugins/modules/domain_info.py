@@ -20,6 +20,10 @@ description:
   - Also returns the domain state, whether a job (a migration, for example) is running,
     and, when the QEMU guest agent answers, the guest's own view of its online vCPUs.
   - Never changes anything.
+attributes:
+  idempotent:
+    support: full
+    details: It only reads libvirt, QEMU and the guest agent.
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
@@ -45,13 +49,8 @@ options:
         such a query is sent. The queries change nothing in the domain.
     type: bool
     default: false
-extends_documentation_fragment:
-  - kvm.hotplug.libvirt
-  - kvm.hotplug.attributes.INFO_MODULE
-  - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
-attributes:
-  idempotent:
-    support: full
+extends_documentation_fragment: [kvm.hotplug.libvirt, kvm.hotplug.attributes.INFO_MODULE, kvm.hotplug.attributes,
+                                 kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
 notes:
   - Sizes are in MiB. vCPU ids are libvirt's; the guest numbers its CPUs itself, so compare guest counts, not ids.
 seealso:

@@ -21,6 +21,10 @@ description:
   - Maps a failing DIMM or rank to the memory blocks and NUMA node it backs where the kernel exposes enough,
     and says plainly when it cannot (see RV(failing[].mapping)).
   - Never changes anything, and does not need libvirt.
+attributes:
+  idempotent:
+    support: full
+    details: It only reads sysfs and the rasdaemon database.
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
@@ -42,11 +46,7 @@ options:
       - A DIMM or rank with at least this many corrected errors is listed in RV(failing).
       - Uncorrected errors always make it failing. When not set, corrected errors alone never do.
     type: int
-extends_documentation_fragment:
-  - kvm.hotplug.attributes.INFO_MODULE
-attributes:
-  idempotent:
-    support: full
+extends_documentation_fragment: [kvm.hotplug.attributes.INFO_MODULE, kvm.hotplug.attributes]
 notes:
   - EDAC does not show which physical addresses a DIMM holds, so it cannot tie a DIMM to memory blocks by itself.
     The module maps a DIMM to the blocks holding the physical addresses rasdaemon recorded for its errors

@@ -25,6 +25,10 @@ description:
     online, read through the QEMU guest agent.
   - O(current_memory) sets the balloon target, independently of O(size).
   - Changes of one domain are serialized on the managed host, so concurrent tasks on one domain take turns.
+attributes:
+  idempotent:
+    support: full
+    details: A second run finds the requested size and balloon target and plans nothing.
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
@@ -89,18 +93,15 @@ options:
     description:
       - Seconds to wait, each, for another task's lock on the domain, for the guest to release removed memory
         or reach the balloon target, and (O(wait_for_guest=true)) for the guest to online its memory.
-extends_documentation_fragment:
-  - kvm.hotplug.libvirt
-  - kvm.hotplug.libvirt.DOMAIN
-  - kvm.hotplug.change
-  - kvm.hotplug.attributes
-  - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
-attributes:
-  idempotent:
-    support: full
+extends_documentation_fragment: [kvm.hotplug.libvirt, kvm.hotplug.libvirt.DOMAIN, kvm.hotplug.change,
+                                 kvm.hotplug.attributes, kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
 notes:
   - The domain needs C(<maxMemory slots='N'>) and at least one guest NUMA cell (C(<cpu><numa>)) for memory hotplug;
     both can only be added to the persistent definition and take effect at the next boot.
+  - A change to the persistent definition (O(config=true), also on a shut-off domain) is checked before anything is
+    written against the hypervisor's domain capabilities and the domain's own limits (guest NUMA cells, slots,
+    C(<maxMemory>), virtio-mem sizes and blocks), so that the domain can still boot; it is read back afterwards, and a
+    definition libvirt wrote other than planned is put back.
   - The guest must online hot-added memory. Linux onlines nothing by itself unless the kernel was built with
     C(MEMORY_HOTPLUG_DEFAULT_ONLINE) or booted with C(memhp_default_state=online_movable); distributions use a udev
     rule (C(SUBSYSTEM=="memory", ACTION=="add", ATTR{state}=="offline", ATTR{state}="online_movable")).
@@ -281,32 +282,18 @@ verification:
     devices: [{alias: dimm0, model: dimm, expected_mib: 512, qemu_plugged_mib: 512, guest_online_mib: 512,
                agree: true}]
 elapsed:
-  description: Seconds the task took.
+  description: Seconds the task took, including the waits for the domain lock and for the guest.
   returned: always
   type: float
   sample: 2.4
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import CHANGE_ARGS, DOMAIN_ARGS, argument_spec
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_change
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import change_main
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.run import MemoryChange
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(dict(
-            size=dict(type='str'),
-            model=dict(type='str', choices=['dimm', 'virtio-mem'], default='dimm'),
-            dimm_size=dict(type='str'),
-            numa_node=dict(type='int'),
-            current_memory=dict(type='str'),
-        ), DOMAIN_ARGS, CHANGE_ARGS),
-        supports_check_mode=True,
-        required_one_of=[('size', 'current_memory')],
-    )
-    run_change(module, MemoryChange())
+    change_main(MemoryChange)
 
 
 if __name__ == '__main__':

@@ -24,6 +24,10 @@ description:
     the module checks QEMU. If the guest and QEMU removed the vCPU but libvirt still lists it,
     libvirt's view is stale (QEMU never sent C(DEVICE_DELETED)); the module says so and, with O(stale_view=resync),
     restarts the libvirt daemon so that it re-reads the domain from QEMU.
+attributes:
+  idempotent:
+    support: full
+    details: A second run finds the requested vCPUs enabled (and the maximum set) and plans nothing.
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
@@ -54,6 +58,8 @@ options:
     description:
       - Guest NUMA cell whose vCPUs are added (or removed) when O(count) changes the number of vCPUs.
       - The cell must exist and have enough free (or removable) vCPUs.
+      - With a raised O(maximum), the cell that gets the new vCPUs in the persistent config. A domain with guest NUMA
+        cells needs it, because every vCPU must belong to a cell.
     type: int
   config:
     description:
@@ -64,8 +70,15 @@ options:
   maximum:
     description:
       - The maximum vCPU count in the persistent config. It takes effect at the next boot of the domain; the result says so.
-      - Must fit the CPU topology (sockets x dies x cores x threads) and the guest NUMA cells, and must not be below a
-        pinned vCPU id (libvirt would drop that pinning without a word).
+      - Must be whole sockets of the CPU topology (dies x cores x threads vCPUs each; the number of sockets follows the
+        maximum), must cover the guest NUMA cells, and must not be below a pinned vCPU id (libvirt would drop that
+        pinning without a word). New vCPUs go to the guest NUMA cell O(numa_node) names.
+      - Before anything is written, the new persistent definition is checked against the hypervisor's domain
+        capabilities for the domain's emulator, machine type and virt type (the machine type's vCPU limit, more
+        than 255 vCPUs on x86 needing an IOMMU with extended interrupt mode, the topology, the guest NUMA cells).
+        A maximum the domain could not boot with is refused, naming the limit, and nothing is changed.
+      - After writing, the persistent definition is read back; if libvirt wrote something other than planned, the
+        previous definition is put back and the task fails with the difference.
     type: int
   guest_agent:
     description:
@@ -106,15 +119,8 @@ options:
       - Defaults to V(virtqemud) when the modular daemons run, else V(libvirtd).
       - Restarted with C(systemctl) when systemd runs, else with the C(service) command.
     type: str
-extends_documentation_fragment:
-  - kvm.hotplug.libvirt
-  - kvm.hotplug.libvirt.DOMAIN
-  - kvm.hotplug.change
-  - kvm.hotplug.attributes
-  - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
-attributes:
-  idempotent:
-    support: full
+extends_documentation_fragment: [kvm.hotplug.libvirt, kvm.hotplug.libvirt.DOMAIN, kvm.hotplug.change,
+                                 kvm.hotplug.attributes, kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
 notes:
   - Only one kvm.hotplug task changes a domain at a time on a host; a second one waits for the first (up to O(timeout))
     and then plans from the state the first one left.
@@ -148,6 +154,12 @@ EXAMPLES = r'''
   kvm.hotplug.vcpu_hotplug:
     name: db01
     count: 6
+    numa_node: 1
+
+- name: Allow up to 12 vCPUs from the next boot on, the 4 new ones in guest NUMA cell 1
+  kvm.hotplug.vcpu_hotplug:
+    name: db01
+    maximum: 12
     numa_node: 1
 
 - name: Enable two particular vCPUs in the running domain only
@@ -201,7 +213,8 @@ vcpus:
     before:
       description: Before the change. V(live) is null for a domain that is not running, V(config) for a transient one.
       type: dict
-      sample: {live: {current: 2, maximum: 8, enabled: [0, 1]}, config: {current: 2, maximum: 8, enabled: [0, 1]}}
+      sample: {live: {current: 2, maximum: 8, enabled: [0, 1], numa_cells: [{id: 0, cpuset: "0-3"}, {id: 1, cpuset: "4-7"}]},
+               config: {current: 2, maximum: 8, enabled: [0, 1], numa_cells: [{id: 0, cpuset: "0-3"}, {id: 1, cpuset: "4-7"}]}}
     after:
       description: After the change, re-read from libvirt (in check mode, the prediction).
       type: dict
@@ -221,9 +234,14 @@ qemu:
   type: dict
   sample: {present: [0, 1, 2, 3]}
 plan:
-  description: The vCPU ids the module planned to enable and disable in each definition, the maximum change and guest changes.
+  description:
+    - The vCPU ids the module planned to enable and disable in each definition, the maximum change and guest changes.
+    - Its V(maximum) has the maximum V(before) and V(after), and the persistent config's V(numa_cells) and
+      V(topology) with the new maximum.
   returned: always
   type: dict
+  sample: {live: null, config: null, guest: null, maximum: {before: 8, after: 12, topology: {sockets: 3, dies: 1, cores: 4, threads: 1},
+           numa_cells: [{id: 0, cpuset: "0-3"}, {id: 1, cpuset: "4-11"}]}}
 libvirt_calls:
   description: Each live libvirt call for one vCPU and what libvirt answered (a timed-out unplug is not a failure by itself).
   returned: always
@@ -242,39 +260,18 @@ notes:
   type: list
   elements: str
 elapsed:
-  description: Seconds the module took.
+  description: Seconds the module took, including the wait for the domain lock.
   returned: always
   type: float
   sample: 1.37
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import CHANGE_ARGS, DOMAIN_ARGS, argument_spec
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_change
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import change_main
 from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.run import VcpuChange
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(dict(
-            count=dict(type='int'),
-            vcpus=dict(type='list', elements='str'),
-            state=dict(type='str', choices=['enabled', 'disabled']),
-            numa_node=dict(type='int'),
-            maximum=dict(type='int'),
-            guest_agent=dict(type='bool', default=False),
-            raw_queries=dict(type='bool', default=True),
-            stale_view=dict(type='str', choices=['fail', 'resync'], default='fail'),
-            libvirt_service=dict(type='str'),
-        ), DOMAIN_ARGS, CHANGE_ARGS),
-        supports_check_mode=True,
-        mutually_exclusive=[('count', 'vcpus'), ('vcpus', 'numa_node'), ('guest_agent', 'maximum'),
-                            ('guest_agent', 'numa_node')],
-        required_one_of=[('count', 'vcpus', 'maximum')],
-        required_by=dict(state='vcpus'),
-    )
-    run_change(module, VcpuChange())
+    change_main(VcpuChange)
 
 
 if __name__ == '__main__':

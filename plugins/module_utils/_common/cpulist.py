@@ -11,7 +11,21 @@ from __future__ import annotations
 
 import re
 
-_ITEM = re.compile(r'^(\^)?(\d+)(?:-(\d+))?$')
+# One item of a list: "3", "2-5", or (libvirt cpusets only) "^2".  [0-9], not \d: no other digits.
+_ITEM = re.compile(r'^(\^)?([0-9]+)(?:-([0-9]+))?$')
+CPU_ID_WORDS = 'a CPU id or id range (expected forms: "3", "2-5", "0-3,8")'
+
+
+def _item_range(item, allow_exclusion, what, expected):
+    """(excluded, first, last) of one list item, or ValueError naming it."""
+    match = _ITEM.match(item)
+    if not match or (match.group(1) and not allow_exclusion):
+        raise ValueError('%s%r is not %s' % (what, item, expected))
+    first = int(match.group(2))
+    last = int(match.group(3)) if match.group(3) is not None else first
+    if last < first:
+        raise ValueError('%srange %r is reversed' % (what, item))
+    return bool(match.group(1)), first, last
 
 
 def parse_cpulist(text, allow_exclusion=True):
@@ -29,15 +43,8 @@ def parse_cpulist(text, allow_exclusion=True):
     included = set()
     excluded = set()
     for raw_item in text.split(','):
-        item = raw_item.strip()
-        match = _ITEM.match(item)
-        if not match or (match.group(1) and not allow_exclusion):
-            raise ValueError('%r is not a CPU id or id range (expected forms: "3", "2-5", "0-3,8")' % item)
-        first = int(match.group(2))
-        last = int(match.group(3)) if match.group(3) is not None else first
-        if last < first:
-            raise ValueError('range %r is reversed' % item)
-        (excluded if match.group(1) else included).update(range(first, last + 1))
+        exclude, first, last = _item_range(raw_item.strip(), allow_exclusion, '', CPU_ID_WORDS)
+        (excluded if exclude else included).update(range(first, last + 1))
     return tuple(sorted(included - excluded))
 
 
@@ -63,26 +70,37 @@ def _range_text(first, last):
     return str(first) if first == last else '%d-%d' % (first, last)
 
 
-def normalize_id_list(value, what='id'):
-    """Turn a module option that is a list of ints/strings or a list string into sorted ids.
+def parse_id_list(value, what='id', limit=None, expected=CPU_ID_WORDS):
+    """The ids a module option names: a list of ints or strings, or a list string, each a number or a range ("2-5,8").
 
-    Strings may be ranges ("2-5,8"); every element must be a plain number or
-    range, so names such as "../cpu0" are refused with a ValueError.
+    Anything else (names such as "../cpu0", signs, floats, booleans) raises ValueError naming the bad item,
+    with `what` in front ("vCPU", "memory block") and `expected` saying what an item may be.  With a limit
+    (one more than the highest id that exists), ranges are cut at it before they are expanded, so
+    "0-999999999" allocates nothing.  Returns (sorted ids below the limit, the ids at or above it as a list string).
     """
     if value is None:
-        return ()
+        return (), ''
     items = value if isinstance(value, (list, tuple)) else [value]
+    prefix = '%s ' % what
     ids = set()
+    unknown = []
     for item in items:
-        if isinstance(item, bool):
-            raise ValueError('%s %r is not a number' % (what, item))
+        if isinstance(item, bool) or not isinstance(item, (int, str)):
+            raise ValueError('%s%r is not %s' % (prefix, item, expected))
         if isinstance(item, int):
             if item < 0:
-                raise ValueError('%s %d is negative' % (what, item))
-            ids.add(item)
-            continue
-        try:
-            ids.update(parse_cpulist(str(item), allow_exclusion=False))
-        except ValueError as exc:
-            raise ValueError('%s %s' % (what, exc))
-    return tuple(sorted(ids))
+                raise ValueError('%s%d is negative' % (prefix, item))
+            ranges = [(item, item)]
+        else:
+            ranges = [_item_range(part.strip(), False, prefix, expected)[1:] for part in item.split(',')]
+        for first, last in ranges:
+            if limit is None or first < limit:
+                ids.update(range(first, (last if limit is None else min(last, limit - 1)) + 1))
+            if limit is not None and last >= limit:
+                unknown.append((max(first, limit), last))
+    return tuple(sorted(ids)), ','.join(str(a) if a == b else '%d-%d' % (a, b) for a, b in sorted(unknown))
+
+
+def normalize_id_list(value, what='id'):
+    """parse_id_list without a limit: the sorted ids only."""
+    return parse_id_list(value, what)[0]

@@ -7,6 +7,7 @@
 run_change(module, change) does what every change needs, in this order:
 
 1. the timeout option checked (once, here);
+0. change_main(ChangeClass) is a module's main(): the AnsibleModule from the class's options;
 2. change.request(params): the options turned into a request, refused before any connection;
 3. for each of change.endpoints: a libvirt session, the domain looked up, its lock taken (a context manager);
 4. change.read(run) -> state, change.plan(run, state) -> plan (every refusal happens up to here);
@@ -29,6 +30,9 @@ from __future__ import annotations
 import contextlib
 import time
 
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import argument_spec
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.lock import DomainLock
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import LibvirtSession, require_libvirt
@@ -96,8 +100,15 @@ class Run(object):
 
 
 class Change(object):
-    """A feature's hooks; see the module docstring for the order they are called in."""
+    """A feature's options and hooks; see the module docstring for the order the hooks are called in.
 
+    options: the module's own argument spec; option_families: families from _common/argspec.py added to it;
+    module_options: more AnsibleModule arguments (mutually_exclusive, required_one_of, ...).
+    """
+
+    options = {}
+    option_families = ()
+    module_options = {}
     endpoints = (Endpoint(),)
     needs_libvirt = True
     elapsed_digits = 2
@@ -156,6 +167,14 @@ def run_module(module, body, needs_libvirt=True):
             extra['exception'] = exc.exception
         module.fail_json(msg=exc.msg, **extra)
     module.exit_json(**result)
+
+
+def change_main(change_class):
+    """The main() of a module that makes a change: its AnsibleModule from the class's options, then run_change()."""
+    change = change_class()
+    module = AnsibleModule(argument_spec=argument_spec(change.options, *change.option_families),
+                           supports_check_mode=True, **change.module_options)
+    run_change(module, change)
 
 
 def run_change(module, change, clock=time.monotonic):

@@ -35,6 +35,8 @@ import sqlite3
 import traceback
 from urllib.parse import quote
 
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import linked_node, numbered_entries
+
 EDAC_MC_DIR = ('devices', 'system', 'edac', 'mc')
 # rasdaemon's database name (RAS_DB_FNAME) is ras-mc_event.db in its releases and distributions;
 # ras-mc_ctx.db is accepted as well for builds that renamed it.
@@ -62,7 +64,7 @@ def read_edac(tree):
         return dict(available=False, reason='no EDAC memory controllers at %s (no EDAC driver loaded for this '
                     'platform, or the kernel has no EDAC support)' % base, controllers=[])
     controllers = []
-    for mc_id in _numbered(base, 'mc'):
+    for mc_id in numbered_entries(base, 'mc'):
         mc_dir = os.path.join(base, 'mc%d' % mc_id)
         mc = dict(id=mc_id, name=tree.read(os.path.join(mc_dir, 'mc_name')),
                   size_mib=tree.read_int(os.path.join(mc_dir, 'size_mb')))
@@ -73,7 +75,7 @@ def read_edac(tree):
         mc['linked_node'] = _controller_node_link(tree, mc_dir)
         dimms = []
         for kind in ('dimm', 'rank'):
-            for dimm_id in _numbered(mc_dir, kind):
+            for dimm_id in numbered_entries(mc_dir, kind):
                 d_dir = os.path.join(mc_dir, '%s%d' % (kind, dimm_id))
                 location = tree.read(os.path.join(d_dir, 'dimm_location'))
                 dimm = dict(id=dimm_id, kind=kind, label=tree.read(os.path.join(d_dir, 'dimm_label')),
@@ -86,7 +88,7 @@ def read_edac(tree):
                 dimms.append(dimm)
         mc['dimms'] = dimms
         csrows = []
-        for row_id in _numbered(mc_dir, 'csrow'):
+        for row_id in numbered_entries(mc_dir, 'csrow'):
             r_dir = os.path.join(mc_dir, 'csrow%d' % row_id)
             row = dict(id=row_id, size_mib=tree.read_int(os.path.join(r_dir, 'size_mb')),
                        mem_type=tree.read(os.path.join(r_dir, 'mem_type')),
@@ -107,27 +109,13 @@ def read_edac(tree):
                 reason=None if controllers else 'the EDAC directory %s lists no memory controllers' % base)
 
 
-def _numbered(directory, kind):
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return []
-    pattern = re.compile(r'^%s(\d+)$' % kind)
-    return sorted(int(m.group(1)) for m in (pattern.match(n) for n in names) if m)
-
-
 def _controller_node_link(tree, mc_dir):
     """A NUMA node the kernel ties to the controller: a nodeN entry or a numa_node file (self or device/)."""
     for sub in ('', 'device'):
         directory = os.path.join(mc_dir, sub) if sub else mc_dir
-        try:
-            names = os.listdir(directory)
-        except OSError:
-            continue
-        for name in names:
-            match = re.match(r'^node(\d+)$', name)
-            if match:
-                return int(match.group(1))
+        node = linked_node(directory)
+        if node is not None:
+            return node
         value = tree.read_int(os.path.join(directory, 'numa_node'))
         if value is not None and value >= 0:
             return value

@@ -32,11 +32,7 @@ from dataclasses import dataclass, field
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import SCOPES
-
-try:
-    from lxml import etree
-except ImportError:
-    etree = None
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import etree
 
 # numatune modes that keep a domain's memory on its nodes; 'preferred' lets it fall back elsewhere.
 BINDING_MODES = ('strict', 'restrictive', 'interleave')
@@ -129,6 +125,11 @@ class DomainChange:
         return before, after
 
 
+def _record_order(item):
+    (kind, ident), _value = item
+    return kind, ident or -1
+
+
 def parse_record(text):
     if not text or etree is None:
         return {}
@@ -152,7 +153,7 @@ def format_record(record):
     if not record:
         return None
     lines = ['<evacuation>']
-    for (kind, ident), (original, moved) in sorted(record.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)):
+    for (kind, ident), (original, moved) in sorted(record.items(), key=_record_order):
         lines.append('  <pin kind="%s"%s original="%s" evacuated_to="%s"/>'
                      % (kind, '' if ident is None else ' id="%d"' % ident, format_cpulist(original),
                         format_cpulist(moved)))
@@ -180,10 +181,6 @@ class EvacuationPlan:
     def changed_domains(self):
         return [c.domain.name for c in self.changes]
 
-    def to_dict(self):
-        return dict(repinned=[c.to_dict() for c in self.changes], unpinned=list(self.unpinned),
-                    unaffected=list(self.unaffected))
-
 
 def fallback_cpus(scope_pins, offlined, online_after, isolated):
     if scope_pins.cpuset:
@@ -194,21 +191,14 @@ def fallback_cpus(scope_pins, offlined, online_after, isolated):
 def plan_evacuation(domains, offlined, online_after, isolated=()):
     """Plan moving every pinned thread off `offlined`; HotplugError listing every domain that would have no CPU."""
     offlined = set(offlined)
-    changes = []
-    unpinned = []
-    unaffected = []
+    plan = EvacuationPlan(changes=[], unpinned=[], unaffected=[])
     problems = []
     for domain in domains:
         if not domain.pinned:
-            unpinned.append(domain.name)
+            plan.unpinned.append(domain.name)
             continue
-        domain_changes = []
-        records = {}
-        notes = []
-        for scope in SCOPES:
-            pins = domain.scopes.get(scope)
-            if pins is None:
-                continue
+        domain_changes, records, notes = [], {}, []
+        for scope, pins in _definitions(domain):
             record = dict(pins.record)
             fallback = fallback_cpus(pins, offlined, online_after, isolated)
             if pins.cpuset and not (set(pins.cpuset) - offlined):
@@ -250,16 +240,13 @@ def plan_evacuation(domains, offlined, online_after, isolated=()):
             if domain.migrating:
                 problems.append('domain %s: a %s job is running (wait for it to finish or abort it)'
                                 % (domain.name, (domain.job_operation or 'migration').replace('_', ' ')))
-            changes.append(DomainChange(domain=domain, changes=domain_changes,
-                                        records_after={s: r for s, r in records.items()
-                                                       if any(c.scope == s for c in domain_changes)},
-                                        notes=notes))
+            plan.changes.append(_domain_change(domain, domain_changes, records, notes))
         else:
-            unaffected.append(domain.name)
+            plan.unaffected.append(domain.name)
     if problems:
         raise HotplugError('refusing to offline CPU %s: %s; nothing was changed'
                            % (format_cpulist(offlined), '; '.join(problems)), refusals=problems)
-    return EvacuationPlan(changes=changes, unpinned=unpinned, unaffected=unaffected)
+    return plan
 
 
 def plan_repin(domains, online_after):
@@ -270,19 +257,14 @@ def plan_repin(domains, online_after):
     since the evacuation (its CPUs are no longer what was recorded).
     """
     online_after = set(online_after)
-    changes = []
-    unaffected = []
-    unpinned = []
+    plan = EvacuationPlan(changes=[], unpinned=[], unaffected=[])
     for domain in domains:
-        domain_changes = []
-        records = {}
-        notes = []
-        for scope in SCOPES:
-            pins = domain.scopes.get(scope)
-            if pins is None or not pins.record:
+        domain_changes, records, notes = [], {}, []
+        for scope, pins in _definitions(domain):
+            if not pins.record:
                 continue
             record = dict(pins.record)
-            for key, (original, moved) in sorted(pins.record.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)):
+            for key, (original, moved) in sorted(pins.record.items(), key=_record_order):
                 kind, ident = key
                 current = pins.pins.get(key, (None, None))[1]
                 if current is None or tuple(current) != tuple(moved):
@@ -304,12 +286,20 @@ def plan_repin(domains, online_after):
                     record[key] = (original, target)
             records[scope] = record
         if domain_changes:
-            changes.append(DomainChange(domain=domain, changes=domain_changes,
-                                        records_after={s: r for s, r in records.items()
-                                                       if any(c.scope == s for c in domain_changes)},
-                                        notes=notes))
+            plan.changes.append(_domain_change(domain, domain_changes, records, notes))
         elif domain.pinned:
-            unaffected.append(domain.name)
+            plan.unaffected.append(domain.name)
         else:
-            unpinned.append(domain.name)
-    return EvacuationPlan(changes=changes, unpinned=unpinned, unaffected=unaffected)
+            plan.unpinned.append(domain.name)
+    return plan
+
+
+def _definitions(domain):
+    """(scope, ScopePins) of each definition the domain has, live first."""
+    return [(scope, domain.scopes[scope]) for scope in SCOPES if domain.scopes.get(scope) is not None]
+
+
+def _domain_change(domain, changes, records, notes):
+    """The DomainChange of one domain, with the records of the scopes it changes."""
+    return DomainChange(domain=domain, changes=changes, notes=notes,
+                        records_after={s: r for s, r in records.items() if any(c.scope == s for c in changes)})

@@ -86,10 +86,7 @@ def read_domains(conn):
     """DomainPins for every domain libvirt knows on conn (running and defined)."""
     domains = []
     for dom in call('listing the domains', conn.listAllDomains, 0):
-        try:
-            snapshot = read_domain(dom)
-        except HotplugError:
-            raise
+        snapshot = read_domain(dom)
         scopes = {}
         if snapshot.live is not None:
             scopes['live'] = read_scope(dom, snapshot.live, LIVE)

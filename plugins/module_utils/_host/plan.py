@@ -16,55 +16,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_id_list
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import KERNEL_ZONES, MOVABLE_ZONE
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 
 ONLINE_TYPES = ('auto', 'online', 'online_movable', 'online_kernel')
-_ITEM = re.compile(r'^([0-9]+)(?:-([0-9]+))?$')
 
 
 # --------------------------------------------------------------------------
 # input: ids are plain numbers or ranges of them, nothing else
 
 def parse_ids(value, what, limit):
-    """Sorted ids from a list of ints/strings or a list string like "2-5,8".
+    """Sorted ids from a list of ints/strings or a list string like "2-5,8" (_common/cpulist.py parse_id_list).
 
-    Refuses anything that is not a non-negative integer or a range of them
-    (names, paths, signs, spaces inside numbers, floats, booleans), naming the bad item.
-    Ranges are checked against `limit` (one more than the highest id the host has)
-    before they are expanded, so "0-999999999" cannot make the module allocate memory.
+    Ranges are checked against `limit` (one more than the highest id the host has) before they are expanded.
     Returns (ids, unknown) where unknown are ids at or above the limit, as a list string.
     """
-    if value is None:
-        return (), ''
-    items = value if isinstance(value, (list, tuple)) else [value]
-    ids = set()
-    unknown = []
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, (int, str)):
-            raise HotplugError('%s %r is not a number or a range like "2-5"; nothing was changed' % (what, item))
-        if isinstance(item, int):
-            if item < 0:
-                raise HotplugError('%s %d is negative; nothing was changed' % (what, item))
-            (ids.add(item) if item < limit else unknown.append((item, item)))
-            continue
-        for part in item.split(','):
-            text = part.strip()
-            match = _ITEM.match(text)
-            if not match:
-                raise HotplugError('%s %r is not a number or a range like "2-5" (only digits, "-" and ","); '
-                                   'nothing was changed' % (what, text))
-            first = int(match.group(1))
-            last = int(match.group(2)) if match.group(2) is not None else first
-            if last < first:
-                raise HotplugError('%s range %r is reversed; nothing was changed' % (what, text))
-            if first < limit:
-                ids.update(range(first, min(last, limit - 1) + 1))
-            if last >= limit:
-                unknown.append((max(first, limit), last))
-    unknown_text = ','.join(str(a) if a == b else '%d-%d' % (a, b) for a, b in sorted(unknown))
-    return tuple(sorted(ids)), unknown_text
+    try:
+        return parse_id_list(value, what, limit, expected='a number or a range like "2-5" (only digits, "-" and ",")')
+    except ValueError as exc:
+        raise HotplugError('%s; nothing was changed' % exc)
 
 
 # --------------------------------------------------------------------------
@@ -89,14 +60,6 @@ class HostPlan:
     @property
     def changes(self):
         return bool(self.cpus_change or self.blocks_change)
-
-    def to_dict(self):
-        return dict(state=self.state, cpus_change=list(self.cpus_change), cpus_already=list(self.cpus_already),
-                    memory_blocks_change=list(self.blocks_change), memory_blocks_already=list(self.blocks_already),
-                    memory_online_state={str(k): v for k, v in sorted(self.block_online_state.items())},
-                    online_cpus_after=format_cpulist(self.online_cpus_after),
-                    nodes_losing_cpus=list(self.nodes_losing_cpus),
-                    nodes_losing_memory=list(self.nodes_losing_memory))
 
 
 def resolve_request(host, cpus, memory_blocks, numa_node):

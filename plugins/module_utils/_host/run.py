@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import URI_ARGS
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import SOURCE, Change
 from ansible_collections.kvm.hotplug.plugins.module_utils._host import evacuation, pins
@@ -78,6 +79,19 @@ class HostPlanned(object):
 
 
 class HostChange(Change):
+    options = dict(
+        cpus=dict(type='list', elements='str'),
+        memory_blocks=dict(type='list', elements='str'),
+        numa_node=dict(type='int'),
+        state=dict(type='str', choices=['offline', 'online'], default='offline'),
+        evacuate=dict(type='bool', default=True),
+        repin_on_online=dict(type='bool', default=False),
+        online_type=dict(type='str', choices=['auto', 'online', 'online_movable', 'online_kernel'], default='auto'),
+        timeout=dict(type='int', default=30),
+        sysfs_root=dict(type='path', default='/sys'),
+    )
+    option_families = (URI_ARGS,)
+    module_options = dict(required_one_of=[('cpus', 'memory_blocks', 'numa_node')])
     endpoints = ()
     needs_libvirt = False
     elapsed_digits = 3

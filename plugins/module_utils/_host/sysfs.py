@@ -35,7 +35,7 @@ CPU_DIR = ('devices', 'system', 'cpu')
 MEMORY_DIR = ('devices', 'system', 'memory')
 NODE_DIR = ('devices', 'system', 'node')
 
-_NUMBERED = re.compile(r'^(cpu|memory|node)(\d+)$')
+_NUMBERED = re.compile(r'^([a-z_]+?)([0-9]+)$')
 # Zones a memory block can belong to; "none" means it spans zones or nodes and cannot be offlined.
 KERNEL_ZONES = ('DMA', 'DMA32', 'Normal')
 MOVABLE_ZONE = 'Movable'
@@ -150,6 +150,26 @@ class HostSnapshot:
         return None if cpu is None else cpu.node
 
 
+def numbered_entries(directory, kind):
+    """Sorted N of the entries named kindN (cpu, memory, node, mc, dimm, csrow, ...) in a directory; [] when unreadable."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    ids = []
+    for name in names:
+        match = _NUMBERED.match(name)
+        if match and match.group(1) == kind:
+            ids.append(int(match.group(2)))
+    return sorted(ids)
+
+
+def linked_node(directory):
+    """The N of a nodeN entry in a directory (a cpuN, memoryN or EDAC controller directory), or None."""
+    nodes = numbered_entries(directory, 'node')
+    return nodes[0] if nodes else None
+
+
 class SysfsTree(object):
     """A sysfs tree (the real /sys or a copy) with the few reads and writes this collection needs."""
 
@@ -200,28 +220,12 @@ class SysfsTree(object):
 
     def numbered(self, kind, *parts):
         """Sorted ids of the kindN entries (cpu, memory, node) in the directory parts."""
-        try:
-            names = os.listdir(self.path(*parts))
-        except OSError:
-            return []
-        ids = []
-        for name in names:
-            match = _NUMBERED.match(name)
-            if match and match.group(1) == kind:
-                ids.append(int(match.group(2)))
-        return sorted(ids)
+        return numbered_entries(self.path(*parts), kind)
 
-    def linked_node(self, directory):
+    @staticmethod
+    def linked_node(directory):
         """The N of a nodeN entry inside a cpuN or memoryN directory, or None."""
-        try:
-            names = os.listdir(directory)
-        except OSError:
-            return None
-        for name in names:
-            match = _NUMBERED.match(name)
-            if match and match.group(1) == 'node':
-                return int(match.group(2))
-        return None
+        return linked_node(directory)
 
     # ---- writing: one write(2) per attribute, so the kernel's error reaches the caller as OSError
     @staticmethod

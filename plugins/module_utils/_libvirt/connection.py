@@ -29,6 +29,13 @@ else:
     # raising it; the module reports errors itself, once, in fail_json.
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
+# QEMU monitor and guest agent commands passed through libvirt: imported here once, used by qemu_monitor.py and
+# guest_agent.py.
+try:
+    import libvirt_qemu  # pylint: disable=unused-import
+except ImportError:
+    libvirt_qemu = None
+
 DEFAULT_URI = 'qemu:///system'
 
 

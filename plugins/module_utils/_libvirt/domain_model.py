@@ -14,7 +14,6 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass, field
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
@@ -24,9 +23,6 @@ try:
     from lxml import etree
 except ImportError:
     etree = None
-    LXML_IMPORT_ERROR = traceback.format_exc()
-else:
-    LXML_IMPORT_ERROR = None
 
 GUEST_AGENT_CHANNEL = 'org.qemu.guest_agent.0'
 

@@ -17,13 +17,10 @@ import json
 import time
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, libvirt, libvirt_qemu
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import command_json
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import DeadlineExceeded, call_with_deadline
 
-try:
-    import libvirt_qemu
-except ImportError:
-    libvirt_qemu = None
 
 AGENT_TIMEOUT_SECONDS = 10
 
@@ -92,10 +89,7 @@ def agent_command(dom, command, arguments=None, timeout=AGENT_TIMEOUT_SECONDS):
     """Run a raw guest agent command and return its "return" value."""
     if libvirt_qemu is None:
         raise RuntimeError('libvirt_qemu is not importable')
-    request = dict(execute=command)
-    if arguments:
-        request['arguments'] = arguments
-    reply = json.loads(libvirt_qemu.qemuAgentCommand(dom, json.dumps(request), timeout, 0))
+    reply = json.loads(libvirt_qemu.qemuAgentCommand(dom, command_json(command, arguments), timeout, 0))
     return reply.get('return')
 
 

@@ -17,13 +17,8 @@ from __future__ import annotations
 
 import json
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, libvirt, libvirt_qemu
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import DeadlineExceeded, call_with_deadline
-
-try:
-    import libvirt_qemu
-except ImportError:
-    libvirt_qemu = None
 
 
 # libvirt itself gives up on a busy monitor after about 30 s (it cannot get the domain's job).
@@ -34,16 +29,21 @@ class QemuMonitorUnavailable(Exception):
     """QEMU could not be asked (domain not running, monitor busy, no binding)."""
 
 
+def command_json(command, arguments=None):
+    """The JSON text of one QMP or guest agent command (both speak {"execute": ..., "arguments": ...})."""
+    request = dict(execute=command)
+    if arguments:
+        request['arguments'] = arguments
+    return json.dumps(request)
+
+
 def qmp(dom, command, arguments=None):
     """Run one QMP command through libvirt and return its "return" value."""
     if libvirt_qemu is None:
         raise QemuMonitorUnavailable('the libvirt_qemu Python module is not available')
-    request = dict(execute=command)
-    if arguments:
-        request['arguments'] = arguments
     try:
         reply = json.loads(call_with_deadline(libvirt_qemu.qemuMonitorCommand, MONITOR_TIMEOUT_SECONDS,
-                                              dom, json.dumps(request), 0))
+                                              dom, command_json(command, arguments), 0))
     except DeadlineExceeded:
         raise QemuMonitorUnavailable('QEMU monitor query %s got no answer within %d s'
                                      % (command, MONITOR_TIMEOUT_SECONDS))

@@ -23,13 +23,17 @@ import traceback
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import CONFIG, LIVE
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import call, error_code, error_text, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition_edit import (
+    with_memory_device, with_requested_size, without_memory_device,
+)
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.scope import affect_flag, read_model, read_xml
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.devices import (
     dimm_xml, existing_device_xml, virtio_mem_xml, with_requested,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.plan import (
-    AddDimm, AddVirtioMem, RemoveDimm, SetBalloon, describe_action,
+    AddDimm, AddVirtioMem, RemoveDimm, ResizeVirtioMem, SetBalloon,
 )
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.predict import describe_action
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import (
     QemuMonitorUnavailable, qemu_memory_devices,
 )
@@ -42,6 +46,23 @@ PENDING = 'pending'      # asked, the guest has not finished (yet): the memory i
 REJECTED = 'rejected'    # the guest refused to release the memory
 NOT_RUN = 'not run'      # skipped because an earlier action did not complete
 FAILED = 'failed'        # libvirt refused the call
+
+
+def definition_after(xml_text, plan):
+    """The domain XML as the plan's device actions leave it (the balloon target is no part of what is checked)."""
+    for action in plan.actions:
+        if isinstance(action, ResizeVirtioMem):
+            xml_text = with_requested_size(xml_text, action.index, action.to_kib)
+    # plan indexes are positions in the definition the plan was made from: remove from the end first
+    for index in sorted((a.index for a in plan.actions if isinstance(a, RemoveDimm)), reverse=True):
+        xml_text = without_memory_device(xml_text, index)
+    for action in plan.actions:
+        if isinstance(action, AddDimm):
+            xml_text = with_memory_device(xml_text, dimm_xml(action.size_kib, action.node))
+        elif isinstance(action, AddVirtioMem):
+            xml_text = with_memory_device(xml_text, virtio_mem_xml(action.size_kib, action.node, action.block_kib,
+                                                                   action.requested_kib))
+    return xml_text
 
 
 def apply_plan(dom, name, model, plan, timeout, entries):
@@ -99,7 +120,7 @@ def _attach(dom, name, scope, xml, what):
 
 
 def _remove_dimm(dom, name, scope, action, device_xml, timeout, entry):
-    what = 'DIMM %s (%s)' % (action.alias or 'in slot %s' % action.slot, format_kib(action.size_kib))
+    what = 'DIMM %s (%s)' % (action.alias or 'in slot %s' % action.dimm.slot, format_kib(action.size_kib))
     if scope == CONFIG:
         call('detaching %s from domain %s (config)' % (what, name), dom.detachDeviceFlags, device_xml,
              affect_flag(scope))

@@ -7,26 +7,22 @@
 Pure: nothing here talks to libvirt, so every limit is checked before the first
 write and the whole decision table is unit-tested.  Sizes are KiB.
 
-What "size" means here: the domain's memory as a user counts it, the boot
-memory (the guest NUMA cells, which cannot change while the domain runs) plus
-every DIMM plus the requested size of every virtio-mem device.  libvirt's own
-<memory> total counts a virtio-mem device with its full (maximum) size instead,
-so the two differ only when virtio-mem devices exist.
+What "size" means is in _memory/sizes.py; the check-mode prediction is _memory/predict.py.
 
 Private to the kvm.hotplug collection; not a public API.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import MemoryDevice
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import format_kib, kib_to_mib
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import format_kib
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import MemoryDevice
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.sizes import (
+    DIMM, VIRTIO_MEM, boot_memory_kib, memory_size_kib, node_memory_kib,
+)
 
-DIMM = 'dimm'
-VIRTIO_MEM = 'virtio-mem'
 # The block a new virtio-mem device gets: QEMU's default on x86_64 (the THP size).
 VIRTIO_MEM_BLOCK_KIB = 2048
 # The guest memory block size assumed when the guest agent cannot tell: x86_64 Linux below 64 GiB.
@@ -52,11 +48,16 @@ class AddDimm:
 
 @dataclass(frozen=True)
 class RemoveDimm:
-    index: int          # position among the definition's <memory> devices
-    alias: str | None
-    size_kib: int
-    node: int | None
-    slot: int | None
+    index: int              # position among the definition's <memory> devices
+    dimm: MemoryDevice      # the DIMM as the definition lists it
+
+    @property
+    def alias(self):
+        return self.dimm.alias
+
+    @property
+    def size_kib(self):
+        return self.dimm.size_kib
 
 
 @dataclass(frozen=True)
@@ -92,50 +93,6 @@ class MemoryPlan:
     @property
     def changed(self):
         return bool(self.actions)
-
-    @property
-    def removals(self):
-        return tuple(a for a in self.actions if isinstance(a, RemoveDimm))
-
-
-# ---------------------------------------------------------------------------
-# what a definition holds
-
-def device_memory_kib(device):
-    """Memory a device gives the domain as `size` counts it: virtio-mem its requested size, others their size."""
-    if device.model == VIRTIO_MEM:
-        return device.requested_kib or 0
-    return device.size_kib
-
-
-def boot_memory_kib(model):
-    """Memory that is not on memory devices: the NUMA cells (or <memory> minus devices without cells)."""
-    if model.numa_cells:
-        return model.numa_memory_kib
-    return model.memory_kib - sum(d.size_kib for d in model.memory_devices)
-
-
-def memory_size_kib(model):
-    """The domain's memory in the sense of the module's `size` option."""
-    return boot_memory_kib(model) + sum(device_memory_kib(d) for d in model.memory_devices)
-
-
-def node_memory_kib(model):
-    """Memory per guest NUMA cell: the cell's own memory plus the devices on it."""
-    loads = dict((c.id, c.memory_kib) for c in model.numa_cells)
-    for device in model.memory_devices:
-        if device.node in loads:
-            loads[device.node] += device_memory_kib(device)
-    return loads
-
-
-def memory_view(model):
-    """The memory part of a definition for results (MiB), with `size_mib` and `boot_mib` added."""
-    if model is None:
-        return None
-    view = model.to_dict()['memory']
-    view.update(size_mib=kib_to_mib(memory_size_kib(model)), boot_mib=kib_to_mib(boot_memory_kib(model)))
-    return view
 
 
 # ---------------------------------------------------------------------------
@@ -297,7 +254,7 @@ def _plan_dimm_removal(model, request, amount, size_before, context):
                                     ', '.join('%s %s' % (d.alias or 'slot %s' % d.slot, format_kib(d.size_kib))
                                               for _i, d in candidates),
                                     _possible_text(possible, size_before - amount)))
-    return [RemoveDimm(index=i, alias=d.alias, size_kib=d.size_kib, node=d.node, slot=d.slot) for i, d in chosen]
+    return [RemoveDimm(index=i, dimm=d) for i, d in chosen]
 
 
 def select_dimms(candidates, amount):
@@ -409,56 +366,3 @@ def _lcm(a, b):
     while y:
         x, y = y, x % y
     return a // x * b
-
-
-# ---------------------------------------------------------------------------
-# prediction (check mode, diff)
-
-def predict(model, plan):
-    """The definition the plan should produce, assuming the guest plugs and unplugs everything asked of it."""
-    if model is None or plan is None or not plan.changed:
-        return model
-    removed = set(a.index for a in plan.actions if isinstance(a, RemoveDimm))
-    resized = dict((a.index, a.to_kib) for a in plan.actions if isinstance(a, ResizeVirtioMem))
-    devices = []
-    for i, device in enumerate(model.memory_devices):
-        if i in removed:
-            continue
-        if i in resized:
-            device = dataclasses.replace(device, requested_kib=resized[i], current_kib=resized[i])
-        devices.append(device)
-    for action in plan.actions:
-        if isinstance(action, AddDimm):
-            devices.append(MemoryDevice(model=DIMM, alias=None, size_kib=action.size_kib, node=action.node,
-                                        slot=None, base=None))
-        elif isinstance(action, AddVirtioMem):
-            devices.append(MemoryDevice(model=VIRTIO_MEM, alias=None, size_kib=action.size_kib, node=action.node,
-                                        slot=None, base=None, requested_kib=action.requested_kib,
-                                        current_kib=action.requested_kib, block_kib=action.block_kib))
-    libvirt_total = boot_memory_kib(model) + sum(d.size_kib for d in devices)
-    balloon = [a for a in plan.actions if isinstance(a, SetBalloon)]
-    if balloon:
-        current = balloon[-1].to_kib
-    else:
-        current = current_after_kib(model, plan.scope, plan.actions, plan.size_after_kib - plan.size_before_kib)
-    return dataclasses.replace(model, memory_devices=tuple(devices), memory_kib=libvirt_total,
-                               current_memory_kib=current)
-
-
-def describe_action(action, scope):
-    """A result entry for one planned action (MiB)."""
-    entry = dict(where=scope)
-    if isinstance(action, AddDimm):
-        entry.update(action='attach', model=DIMM, size_mib=kib_to_mib(action.size_kib), node=action.node)
-    elif isinstance(action, RemoveDimm):
-        entry.update(action='detach', model=DIMM, alias=action.alias, size_mib=kib_to_mib(action.size_kib),
-                     node=action.node, slot=action.slot)
-    elif isinstance(action, AddVirtioMem):
-        entry.update(action='attach', model=VIRTIO_MEM, size_mib=kib_to_mib(action.size_kib), node=action.node,
-                     requested_mib=kib_to_mib(action.requested_kib))
-    elif isinstance(action, ResizeVirtioMem):
-        entry.update(action='resize', model=VIRTIO_MEM, alias=action.alias, node=action.node,
-                     from_mib=kib_to_mib(action.from_kib), requested_mib=kib_to_mib(action.to_kib))
-    elif isinstance(action, SetBalloon):
-        entry.update(action='balloon', from_mib=kib_to_mib(action.from_kib), current_mib=kib_to_mib(action.to_kib))
-    return entry

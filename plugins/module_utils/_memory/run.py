@@ -13,19 +13,23 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import CHANGE_ARGS, DOMAIN_ARGS
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import Change
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import LIVE, SCOPES, resolve_scopes
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import CONFIG, LIVE, SCOPES, resolve_scopes
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import kib_to_mib, parse_size_kib
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition import PersistentDefinition
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_memory, guest_memory_blocks
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import refuse_during_migration
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.tcg_hazard import refuse_if_hazardous
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory.apply import apply_plan
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.apply import apply_plan, definition_after
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.plan import (
-    DEFAULT_BLOCK_KIB, DIMM, SetBalloon, MemoryRequest, describe_action, memory_view, plan_memory, predict,
+    DEFAULT_BLOCK_KIB, SetBalloon, MemoryRequest, plan_memory,
 )
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.predict import describe_action, predict
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.sizes import DIMM, memory_view
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory.verify import observe_guest
 
 
@@ -83,6 +87,15 @@ def _views(models):
 
 
 class MemoryChange(Change):
+    options = dict(
+        size=dict(type='str'),
+        model=dict(type='str', choices=['dimm', 'virtio-mem'], default='dimm'),
+        dimm_size=dict(type='str'),
+        numa_node=dict(type='int'),
+        current_memory=dict(type='str'),
+    )
+    option_families = (DOMAIN_ARGS, CHANGE_ARGS)
+    module_options = dict(required_one_of=[('size', 'current_memory')])
 
     def request(self, params):
         return request_from_params(params)
@@ -102,6 +115,7 @@ class MemoryChange(Change):
         if live_device_changes:
             # a TCG QEMU that still holds hot-unplugged vCPUs crashes on the next memory-map change
             refuse_if_hazardous(dom, name, 'change the memory devices')
+        self.persistent = _check_persistent(dom, name, plans.get(CONFIG))
         self.before = _views(models)
         self.wait_guest = params['wait_for_guest'] and LIVE in scopes
         if params['wait_for_guest'] and LIVE not in scopes:
@@ -131,7 +145,7 @@ class MemoryChange(Change):
         dom, name, timeout = run.dom, state.name, run.params['timeout']
         self.entries = entries = []
         self.result_ = dict(self.base, actions=entries)
-        problem = _apply_scopes(dom, name, self.scopes, self.models, plan, timeout, entries)
+        problem = _apply_scopes(dom, name, self.scopes, self.models, plan, timeout, entries, self.persistent)
         if self.wait_guest and problem is None:
             done, view, waited = wait_for(lambda: observe_guest(dom, name),
                                           lambda v: v['agree'] is True and v['guest_view'], timeout)
@@ -186,10 +200,21 @@ class MemoryChange(Change):
                 dict((s, _diff_view(after[s])) for s in SCOPES if after[s] is not None))
 
 
-def _apply_scopes(dom, name, scopes, models, plans, timeout, entries):
+def _check_persistent(dom, name, config_plan):
+    """Before any write: the persistent definition the config plan leaves must boot.  None when it is unchanged."""
+    if config_plan is None or not any(not isinstance(a, SetBalloon) for a in config_plan.actions):
+        return None
+    persistent = PersistentDefinition(dom.connect(), dom, name)
+    persistent.refuse_unbootable(definition_after(persistent.original, config_plan), 'this memory change')
+    return persistent
+
+
+def _apply_scopes(dom, name, scopes, models, plans, timeout, entries, persistent):
     """Apply the live plan, then (only when it completed) the config plan; return why one stopped, or None."""
     for scope in scopes:
         problem = apply_plan(dom, name, models[scope], plans[scope], timeout, entries)
+        if scope == CONFIG and problem is None and persistent is not None:
+            persistent.written(definition_after(persistent.original, plans[scope]), 'the memory change')
         if problem:
             # The live change did not complete: leave the persistent config as it was.
             for later in scopes[scopes.index(scope) + 1:]:

@@ -91,11 +91,6 @@ def apply_config(dom, name, plan):
              dom.setVcpu, format_cpulist(plan.disable), 0, flags)
 
 
-def apply_maximum(dom, name, maximum):
-    call('setting the maximum vCPU count of domain %s to %d in the persistent config' % (name, maximum),
-         dom.setVcpusFlags, maximum, libvirt.VIR_DOMAIN_AFFECT_CONFIG | libvirt.VIR_DOMAIN_VCPU_MAXIMUM)
-
-
 def apply_guest(dom, name, plan):
     """Online/offline CPUs inside the guest through the agent (virDomainSetGuestVcpus)."""
     for cpus, state, verb in ((plan.online, 1, 'onlining'), (plan.offline, 0, 'offlining')):
@@ -107,10 +102,3 @@ def apply_guest(dom, name, plan):
         except DeadlineExceeded:
             raise HotplugError('%s: the agent did not answer within %d s; the guest may still carry it out'
                                % (action, AGENT_TIMEOUT_SECONDS))
-
-
-def raise_for_failed_add(calls, name, **details):
-    failed = [c for c in calls if c.action == 'enable' and not c.ok]
-    if failed:
-        raise HotplugError('hot-adding vCPU %d to domain %s failed: %s' % (failed[0].vcpu, name, failed[0].error),
-                           **details)

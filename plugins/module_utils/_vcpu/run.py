@@ -17,63 +17,34 @@ from __future__ import annotations
 
 import time
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import normalize_id_list
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import CHANGE_ARGS, DOMAIN_ARGS
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, normalize_id_list
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import Change
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition import PersistentDefinition
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition_edit import (
+    with_enabled_vcpus, with_vcpu_maximum,
+)
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_vcpus
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.resync import detect_service, resync
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.tcg_hazard import mark_leaked_vcpus, refuse_if_hazardous
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.apply import (
-    apply_config, apply_guest, apply_live, apply_maximum,
-)
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.apply import apply_config, apply_guest, apply_live
 from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.plan import VcpuRequest, plan_vcpus
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.verify import (
-    COMPLETE, GUEST_PENDING, PENDING, STALE, UNVERIFIED, VcpuViews, classify, observe, views_disagree,
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.predict import (
+    diff_view, guest_changed, plan_dict, predict, qemu_changed, summarize,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.verify import (
+    COMPLETE, GUEST_PENDING, PENDING, STALE, UNVERIFIED, VcpuViews, classify, observe, stale_view, views_disagree,
+)
 
 # Once QEMU shows the change, libvirt gets DEVICE_DELETED within moments if it gets it at all;
 # a libvirt view that is still behind after this long is stale, not slow.
 STALE_GRACE_SECONDS = 3.0
 # A restarted libvirt daemon re-reads running domains in the background after it accepts connections.
 RESYNC_SETTLE_SECONDS = 30.0
-
-
-def summarize(snapshot):
-    """vCPU summary of both definitions, as returned in vcpus.before / vcpus.after."""
-    def one(model):
-        if model is None:
-            return None
-        return dict(current=model.vcpu_current, maximum=model.vcpu_max, enabled=list(model.enabled_vcpu_ids))
-    return dict(live=one(snapshot.live), config=one(snapshot.config))
-
-
-def predict(before, plan):
-    """What vcpus.after will be if the plan is carried out (check mode)."""
-    after = dict(live=dict(before['live']) if before['live'] else None,
-                 config=dict(before['config']) if before['config'] else None)
-    if plan.live is not None and after['live']:
-        after['live'].update(current=len(plan.live.after), enabled=list(plan.live.after))
-    if plan.config is not None and after['config']:
-        after['config'].update(current=len(plan.config.after), enabled=list(plan.config.after))
-    if plan.maximum_after is not None and after['config']:
-        after['config']['maximum'] = plan.maximum_after
-    return after
-
-
-def plan_dict(plan):
-    def definition(p):
-        return None if p is None else dict(enable=list(p.enable), disable=list(p.disable), after=list(p.after))
-    guest = None
-    if plan.guest is not None:
-        guest = dict(online=list(plan.guest.online), offline=list(plan.guest.offline))
-    maximum = None
-    if plan.maximum_after is not None:
-        maximum = dict(before=plan.maximum_before, after=plan.maximum_after)
-    return dict(live=definition(plan.live), config=definition(plan.config), maximum=maximum, guest=guest)
 
 
 def build_request(params):
@@ -90,6 +61,24 @@ def build_request(params):
 
 
 class VcpuChange(Change):
+    options = dict(
+        count=dict(type='int'),
+        vcpus=dict(type='list', elements='str'),
+        state=dict(type='str', choices=['enabled', 'disabled']),
+        numa_node=dict(type='int'),
+        maximum=dict(type='int'),
+        guest_agent=dict(type='bool', default=False),
+        raw_queries=dict(type='bool', default=True),
+        stale_view=dict(type='str', choices=['fail', 'resync'], default='fail'),
+        libvirt_service=dict(type='str'),
+    )
+    option_families = (DOMAIN_ARGS, CHANGE_ARGS)
+    module_options = dict(
+        mutually_exclusive=[('count', 'vcpus'), ('vcpus', 'numa_node'), ('guest_agent', 'maximum'),
+                            ('guest_agent', 'numa_node')],
+        required_one_of=[('count', 'vcpus', 'maximum')],
+        required_by=dict(state='vcpus'),
+    )
 
     def __init__(self):
         self.resyncs = []
@@ -110,7 +99,7 @@ class VcpuChange(Change):
         self.timeout = params['timeout']
         self.wait_for_guest = params['wait_for_guest']
         self.raw_queries = params['raw_queries']
-        self.stale_view = params['stale_view']
+        self.stale_policy = params['stale_view']
         self.service = params['libvirt_service']
         self.name = run.dom.name()
         request = run.request
@@ -149,8 +138,7 @@ class VcpuChange(Change):
         return views
 
     def _stale_message(self, views, when):
-        stale = sorted(set(views.libvirt_enabled) - set(views.qemu_present))
-        unknown = sorted(set(views.qemu_present) - set(views.libvirt_enabled))
+        stale, unknown = stale_view(views.libvirt_enabled, views.qemu_present)
         parts = []
         if stale:
             parts.append('libvirt lists vCPUs %s that QEMU no longer has' % format_cpulist(stale))
@@ -170,7 +158,7 @@ class VcpuChange(Change):
         views = self._observe(with_guest=False)
         if not views_disagree(views):
             return
-        if self.stale_view != 'resync':
+        if self.stale_policy != 'resync':
             raise HotplugError(self._stale_message(views, 'before any change') + ' Nothing was changed.',
                                views=views.to_dict())
         views = self._resync('stale before the change')
@@ -188,9 +176,35 @@ class VcpuChange(Change):
         self.notes.extend(plan.notes)
         if plan.live is not None and plan.live.enable:
             refuse_if_hazardous(run.dom, self.name, 'hot-add vCPUs %s' % format_cpulist(plan.live.enable))
+        self.persistent = self._check_persistent(run, plan)
         self.plan_ = plan
         self.before = summarize(state)
         return plan
+
+    def _check_persistent(self, run, plan):
+        """Before any write: the persistent definition the plan leaves must boot.  None when the plan leaves it."""
+        changes_config = plan.maximum_after is not None or (plan.config is not None and plan.config.changed)
+        if not changes_config:
+            return None
+        persistent = PersistentDefinition(run.conn, run.dom, self.name)
+        final = persistent.original
+        if plan.maximum_after is not None:
+            final = self._with_maximum(final, plan)
+        if plan.config is not None and plan.config.changed:
+            final = with_enabled_vcpus(final, plan.config.after)
+        hint = None
+        if run.request.numa_node is None and plan.cells_after and plan.maximum_after > plan.maximum_before:
+            hint = 'Name the guest NUMA cell that gets the new vCPUs with numa_node.'
+        persistent.refuse_unbootable(final, 'this vCPU change', hint)
+        return persistent
+
+    @staticmethod
+    def _with_maximum(xml_text, plan):
+        return with_vcpu_maximum(xml_text, plan.maximum_after, plan.topology_after, plan.cells_after)
+
+    def _write_maximum(self, plan):
+        self.persistent.define(self._with_maximum(self.persistent.expected, plan),
+                               'setting the maximum to %d vCPUs' % plan.maximum_after)
 
     def predict(self, run, state, plan):
         after = predict(self.before, plan) if plan.changed else self.before
@@ -208,7 +222,7 @@ class VcpuChange(Change):
         before = self.before
         summary = summarize(after)
         guest = views.guest if views is not None and views.guest is not None else self._guest_now(after)
-        changed = summary != before or _qemu_changed(plan, views) or _guest_changed(plan, guest)
+        changed = summary != before or qemu_changed(plan, views) or guest_changed(plan, guest)
         result = self._result(changed, live_outcome, before, summary, plan, guest=guest, views=views)
         if live_outcome not in (COMPLETE, UNVERIFIED):
             raise HotplugError(self._failure_message(live_outcome, plan, views), **result)
@@ -234,15 +248,17 @@ class VcpuChange(Change):
             return self._apply_guest(plan)
         raising = plan.maximum_after is not None and plan.maximum_after > plan.maximum_before
         if raising:
-            apply_maximum(dom, self.name, plan.maximum_after)
+            self._write_maximum(plan)
         outcome, views = COMPLETE, None
         if plan.live is not None and plan.live.changed:
             outcome, views = self._apply_live(state, plan.live)
         if outcome in (COMPLETE, UNVERIFIED):
             if plan.config is not None and plan.config.changed:
-                apply_config(run.dom, self.name, plan.config)
+                apply_config(dom, self.name, plan.config)
+                self.persistent.written(with_enabled_vcpus(self.persistent.expected, plan.config.after),
+                                        'enabling vCPUs %s' % format_cpulist(plan.config.after))
             if plan.maximum_after is not None and not raising:
-                apply_maximum(run.dom, self.name, plan.maximum_after)
+                self._write_maximum(plan)
         elif plan.config is not None and plan.config.changed:
             run.warn('the persistent config of domain %s was left unchanged because the live change '
                      'did not complete' % self.name)
@@ -266,7 +282,7 @@ class VcpuChange(Change):
                     'domain %s runs under TCG: QEMU removed vCPUs %s without finalizing them (a QEMU bug under TCG); '
                     'further vCPU or memory hot-add is refused until the domain is shut down and started again, '
                     'because QEMU would crash' % (self.name, format_cpulist(leaked)))
-        if outcome == STALE and self.stale_view == 'resync':
+        if outcome == STALE and self.stale_policy == 'resync':
             try:
                 self._resync('stale after the change')
             except HotplugError as exc:
@@ -354,29 +370,5 @@ class VcpuChange(Change):
         vcpus = result.get('vcpus')
         if self.plan_ is None or not vcpus or vcpus.get('after') is None:
             return None
-        return (_diff_view(vcpus['before'], self.plan_, guest_before=True),
-                _diff_view(vcpus['after'], self.plan_, guest=result.get('guest')))
-
-
-def _qemu_changed(plan, views):
-    # QEMU (and the guest) may have changed while libvirt's view stayed stale
-    return (plan.live is not None and views is not None and views.qemu_present is not None
-            and set(views.qemu_present) != set(plan.live.before))
-
-
-def _guest_changed(plan, guest):
-    return (plan.guest is not None and guest is not None and guest.get('available', False)
-            and guest.get('online') != list(plan.guest.before_online))
-
-
-def _diff_view(summary, plan, guest=None, guest_before=False):
-    view = {}
-    for target in ('live', 'config'):
-        if summary.get(target):
-            view[target] = dict(summary[target])
-    if plan.guest is not None:
-        if guest_before:
-            view['guest_online'] = list(plan.guest.before_online)
-        elif guest is not None:
-            view['guest_online'] = guest.get('online')
-    return view
+        return (diff_view(vcpus['before'], self.plan_, guest_before=True),
+                diff_view(vcpus['after'], self.plan_, guest=result.get('guest')))

@@ -88,9 +88,18 @@ def classify(target, before, views, want_guest):
     return COMPLETE if qemu_ok else UNVERIFIED
 
 
+def stale_view(libvirt_enabled, qemu_present):
+    """What makes libvirt's view stale, the one definition of it: (vCPUs libvirt lists that QEMU no longer has,
+    vCPUs QEMU has that libvirt does not list as enabled), sorted; None when QEMU's view is unknown."""
+    if qemu_present is None:
+        return None
+    return sorted(set(libvirt_enabled) - set(qemu_present)), sorted(set(qemu_present) - set(libvirt_enabled))
+
+
 def views_disagree(views):
     """True when libvirt and QEMU disagree about which vCPUs exist (a stale libvirt view)."""
-    return views.qemu_present is not None and set(views.qemu_present) != set(views.libvirt_enabled)
+    stale = stale_view(views.libvirt_enabled, views.qemu_present)
+    return stale is not None and any(stale)
 
 
 def compare_vcpu_views(libvirt_enabled, qemu_present=None, guest_online_count=None):
@@ -104,12 +113,11 @@ def compare_vcpu_views(libvirt_enabled, qemu_present=None, guest_online_count=No
     libvirt_ids = sorted(set(libvirt_enabled))
     result = dict(libvirt_enabled=libvirt_ids, qemu_present=None, guest_online_count=guest_online_count,
                   stale_in_libvirt=[], unknown_to_libvirt=[], agree=True)
-    if qemu_present is not None:
-        qemu_ids = sorted(set(qemu_present))
-        result['qemu_present'] = qemu_ids
-        result['stale_in_libvirt'] = sorted(set(libvirt_ids) - set(qemu_ids))
-        result['unknown_to_libvirt'] = sorted(set(qemu_ids) - set(libvirt_ids))
-        if result['stale_in_libvirt'] or result['unknown_to_libvirt']:
+    stale = stale_view(libvirt_ids, qemu_present)
+    if stale is not None:
+        result['qemu_present'] = sorted(set(qemu_present))
+        result['stale_in_libvirt'], result['unknown_to_libvirt'] = stale
+        if any(stale):
             result['agree'] = False
     if guest_online_count is not None:
         expected = len(result['qemu_present']) if result['qemu_present'] is not None else len(libvirt_ids)
