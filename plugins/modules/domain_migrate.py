@@ -17,7 +17,8 @@ description:
   - Before anything moves, every limit is checked and the task fails with one line naming the first one that does not
     hold. The checks are the domain's state and running job, libvirt's view against QEMU's, a domain of the same
     name or UUID on the destination, the destination's hypervisor type and version, its emulator and machine type,
-    its maximum vCPUs for that machine (so a domain with vCPUs still to hot-add can hot-add them there), the
+    the definition the destination keeps against its domain capabilities (above all the maximum vCPUs of the machine,
+    so a domain with vCPUs still to hot-add can hot-add them there), the
     domain's C(maxMemory) and memory slots, its CPU model against the destination (C(compareHypervisorCPU)), the
     destination's free memory for the domain's boot memory plus its hot-added DIMMs and virtio-mem, the host CPUs
     it is pinned to, and, with O(persistent=true), that its persistent definition holds the vCPUs and memory devices
@@ -165,7 +166,7 @@ checks:
   description: Each check by name, with C(ok) (null when it did not apply), its C(value) and the C(limit) it names when it fails.
   returned: always
   type: dict
-  sample: {vcpu_max: {ok: true, value: {domain: 8, destination: 255}, limit: "..."}}
+  sample: {bootable: {ok: true, value: {vcpu_max: {domain: 8, destination: 255}, problems: []}, limit: null}}
 timings:
   description:
     - C(total_s) seconds the task took, C(migration_s) the migration call, C(downtime_ms) the guest's pause at the

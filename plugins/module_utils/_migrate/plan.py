@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import kib_to_mib
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition_check import definition_problems
 
 try:
     from lxml import etree
@@ -78,25 +79,14 @@ class Peer:
 
 
 @dataclass(frozen=True)
-class DomainCapabilities:
-    """What the destination's emulator offers for the domain's machine type (virConnectGetDomainCapabilities)."""
-    path: str | None
-    domain_type: str | None
-    machine: str | None
-    arch: str | None
-    vcpu_max: int | None
-
-
-@dataclass(frozen=True)
 class DestinationFacts:
     host: HostFacts
     by_name: Peer | None = None
     by_uuid: Peer | None = None
-    domcaps: DomainCapabilities | None = None
+    domcaps: object | None = None       # _libvirt/definition_check.DomainCapabilities of the domain's platform there
     domcaps_error: str | None = None    # libvirt's answer when it has no capabilities for that emulator/machine
     cpu_compare: str | None = None      # 'identical', 'superset', 'incompatible', 'not_compared'
     cpu_detail: str | None = None       # why incompatible, or why not compared
-    definition_problems: tuple = ()     # the persistent definition against the destination's capabilities
 
 
 @dataclass(frozen=True)
@@ -104,6 +94,7 @@ class SourceFacts:
     host: HostFacts
     snapshot: object | None             # DomainSnapshot, None when the source has no such domain
     qemu_vcpus: tuple | None = None     # vCPU ids QEMU has (query-cpus-fast), None when it could not be asked
+    definition_xml: str | None = None   # the definition the destination will keep (the persistent one, else the live)
 
 
 @dataclass
@@ -116,17 +107,6 @@ class Plan:
     @property
     def changed(self):
         return self.action == MIGRATE
-
-
-def parse_domain_capabilities(xml_text):
-    """The parts of virConnectGetDomainCapabilities that the pre-checks use."""
-    root = etree.fromstring(xml_text.encode('utf-8') if isinstance(xml_text, str) else xml_text)
-    vcpu = root.find('vcpu')
-    return DomainCapabilities(
-        path=root.findtext('path'), domain_type=root.findtext('domain'), machine=root.findtext('machine'),
-        arch=root.findtext('arch'),
-        vcpu_max=int(vcpu.get('max')) if vcpu is not None and vcpu.get('max') else None,
-    )
 
 
 def parse_host_capabilities(xml_text):
@@ -248,7 +228,7 @@ def plan_migration(request, source, dest):
     # --- the destination
     _check_destination(checks, request, source, dest, snap, there, name)
     _check_hypervisor(checks, source.host, dest.host)
-    _check_capabilities(checks, dest, model, name)
+    _check_capabilities(checks, dest, model, name, source.definition_xml)
     if request.live:
         _check_free_memory(checks, dest.host, model, name)
     else:
@@ -329,21 +309,13 @@ def _check_hypervisor(checks, src, dst):
                      'newer version)' % (dst.hypervisor, format_version(dst.version), format_version(src.version)))
 
 
-def _check_capabilities(checks, dest, model, name):
+def _check_capabilities(checks, dest, model, name, definition_xml):
     if dest.domcaps is None:
         checks.add('machine', False, value=None,
                    limit='the destination has no emulator for domain %s: %s' % (name, dest.domcaps_error))
         return
     caps = dest.domcaps
-    checks.add('machine', True, value=dict(emulator=caps.path, machine=caps.machine, domain_type=caps.domain_type))
-    if caps.vcpu_max is not None:
-        checks.add('vcpu_max', model.vcpu_max <= caps.vcpu_max,
-                   value=dict(domain=model.vcpu_max, destination=caps.vcpu_max),
-                   limit='domain %s has a maximum of %d vCPUs, the destination\'s %s machine %s allows %d (its vCPUs '
-                         'above %d could never be hot-added there)' % (name, model.vcpu_max, caps.path, caps.machine,
-                                                                       caps.vcpu_max, caps.vcpu_max))
-    else:
-        checks.skip('vcpu_max', 'the destination\'s domain capabilities give no vCPU maximum')
+    checks.add('machine', True, value=dict(emulator=caps.emulator, machine=caps.machine, domain_type=caps.virt_type))
     _check_max_memory(checks, dest.host, model, name)
     if dest.cpu_compare == 'incompatible':
         checks.add('cpu', False, value=dest.cpu_compare,
@@ -352,8 +324,12 @@ def _check_capabilities(checks, dest, model, name):
         checks.add('cpu', True, value=dest.cpu_compare)
     else:
         checks.skip('cpu', dest.cpu_detail or 'not compared')
-    problems = list(dest.definition_problems)
-    checks.add('bootable', not problems, value=problems,
+    # The definition the destination keeps, against its capabilities (issue 15's check): the vCPU maximum of the
+    # machine (the maximum, not the current count: a domain must not land where its last vCPUs cannot be hot-added),
+    # more than 255 vCPUs without an IOMMU in extended interrupt mode, the topology, the NUMA cells, memory devices.
+    problems = definition_problems(definition_xml, caps) if definition_xml else []
+    checks.add('bootable', not problems,
+               value=dict(vcpu_max=dict(domain=model.vcpu_max, destination=caps.vcpu_max), problems=problems),
                limit='the definition of domain %s would not start on the destination: %s' % (name, '; '.join(problems)))
 
 

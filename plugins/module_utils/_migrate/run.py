@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import SOURCE, Change, Endpoint
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, is_error, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition_check import (
+    capabilities_query, parse_domain_capabilities,
+)
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import etree, parse_domain_xml
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.metadata import EVACUATION, TCG_HAZARD
@@ -41,8 +44,8 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot impo
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate import apply as migrate_apply
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate import verify as migrate_verify
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import (
-    ALREADY_THERE, DestinationFacts, HostFacts, MigrationRequest, Peer, SourceFacts, parse_domain_capabilities,
-    parse_host_capabilities, plan_migration,
+    ALREADY_THERE, DestinationFacts, HostFacts, MigrationRequest, Peer, SourceFacts, parse_host_capabilities,
+    plan_migration,
 )
 
 MIGRATED = 'migrated'
@@ -86,9 +89,10 @@ def host_facts(conn, uri):
 
 
 def domain_platform(xml_text):
-    """(emulator, arch, machine, domain type, <cpu> element text or None, cpu mode) of a domain XML."""
+    """The getDomainCapabilities arguments of a domain XML (emulator, arch, machine, domain type), and its <cpu>
+    without the guest NUMA cells, as compareHypervisorCPU takes it (None when it names no model), and the cpu mode."""
+    emulator, arch, machine, domain_type = capabilities_query(xml_text)
     root = etree.fromstring(xml_text.encode('utf-8') if isinstance(xml_text, str) else xml_text)
-    os_type = root.find('os/type')
     cpu = root.find('cpu')
     cpu_text = None
     mode = None
@@ -99,9 +103,7 @@ def domain_platform(xml_text):
             for numa in copy.findall('numa'):
                 copy.remove(numa)
             cpu_text = etree.tostring(copy, encoding='unicode')
-    return dict(emulator=root.findtext('devices/emulator'), arch=os_type.get('arch') if os_type is not None else None,
-                machine=os_type.get('machine') if os_type is not None else None, domain_type=root.get('type'),
-                cpu=cpu_text, cpu_mode=mode)
+    return dict(emulator=emulator, arch=arch, machine=machine, domain_type=domain_type, cpu=cpu_text, cpu_mode=mode)
 
 
 def peer(dom):
@@ -133,12 +135,6 @@ def host_state(conn, uuid, uri):
     found = peer(dom)
     return dict(uri=uri, reachable=True, defined=True, state=found.state, active=found.active,
                 persistent=found.persistent)
-
-
-def definition_problems(candidate_xml, caps_xml):
-    """The destination-bootability problems of a definition beyond what plan.py checks itself (none yet)."""
-    del candidate_xml, caps_xml
-    return ()
 
 
 _SCOPE_FLAGS = dict(live='VIR_DOMAIN_AFFECT_LIVE', config='VIR_DOMAIN_AFFECT_CONFIG')
@@ -228,7 +224,15 @@ class MigrationChange(Change):
                 qemu = tuple(sorted(qemu_vcpus(dom)))
             except QemuMonitorUnavailable:
                 qemu = None
-        source = SourceFacts(host=host_facts(source_session.conn, source_session.uri), snapshot=snap, qemu_vcpus=qemu)
+        definition = None
+        if snap is not None:
+            # the destination keeps the source's persistent definition, or the live one of a transient domain
+            flags = libvirt.VIR_DOMAIN_XML_MIGRATABLE
+            if snap.persistent and request.persistent:
+                flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
+            definition = dom.XMLDesc(flags)
+        source = SourceFacts(host=host_facts(source_session.conn, source_session.uri), snapshot=snap, qemu_vcpus=qemu,
+                             definition_xml=definition)
         dest = read_destination(run.session(DESTINATION).conn, request, dom, snap)
         before = dict(source=_state_from_snapshot(snap, source_session.uri), destination=_state_from_peer(dest, request))
         return MigrationState(source=source, dest=dest, before=before)
@@ -354,22 +358,16 @@ def read_destination(conn, request, dom, snap):
         flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
     xml = dom.XMLDesc(flags)
     platform = domain_platform(xml)
-    domcaps, domcaps_error, caps_xml = None, None, None
+    domcaps, domcaps_error = None, None
     try:
-        caps_xml = conn.getDomainCapabilities(platform['emulator'], platform['arch'], platform['machine'],
-                                              platform['domain_type'], 0)
-        domcaps = parse_domain_capabilities(caps_xml)
+        domcaps = parse_domain_capabilities(conn.getDomainCapabilities(
+            platform['emulator'], platform['arch'], platform['machine'], platform['domain_type'], 0))
     except libvirt.libvirtError as exc:
         domcaps_error = error_text(exc)
     cpu_compare, cpu_detail = compare_cpu(conn, platform)
-    problems = ()
-    if caps_xml is not None:
-        candidate = xml if snap.config is None else dom.XMLDesc(
-            libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_MIGRATABLE)
-        problems = tuple(definition_problems(candidate, caps_xml))
     return DestinationFacts(host=host_facts(conn, request.dest_uri), by_name=by_name, by_uuid=by_uuid,
                             domcaps=domcaps, domcaps_error=domcaps_error, cpu_compare=cpu_compare,
-                            cpu_detail=cpu_detail, definition_problems=problems)
+                            cpu_detail=cpu_detail)
 
 
 def compare_cpu(conn, platform):

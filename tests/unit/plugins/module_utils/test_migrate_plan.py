@@ -13,9 +13,10 @@ import pytest
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import parse_domain_xml
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import DomainSnapshot, JobInfo
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition_check import parse_domain_capabilities
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import (
     ALREADY_THERE, MIGRATE, DestinationFacts, HostFacts, MigrationRequest, Peer, SourceFacts, needed_memory_kib,
-    parse_domain_capabilities, parse_host_capabilities, plan_migration,
+    parse_host_capabilities, plan_migration,
 )
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'migrate')
@@ -59,14 +60,14 @@ def host(caps_name, **changes):
 
 
 def facts(snapshot=None, qemu_vcpus=(0, 1, 2), source_host=None, dest_host=None, by_name=None, by_uuid=None,
-          domcaps_text=None, domcaps_error=None, cpu_compare='superset', cpu_detail=None, problems=()):
+          domcaps_text=None, domcaps_error=None, cpu_compare='superset', cpu_detail=None, definition=CONFIG):
     snapshot = snapshot if snapshot is not None else snap()
     source = SourceFacts(host=source_host or host('hv1-capabilities.xml'), snapshot=snapshot,
-                         qemu_vcpus=qemu_vcpus if snapshot and snapshot.live else None)
+                         qemu_vcpus=qemu_vcpus if snapshot and snapshot.live else None, definition_xml=definition)
     domcaps = None if domcaps_error else parse_domain_capabilities(domcaps_text or fixture(DOMCAPS))
     dest = DestinationFacts(host=dest_host or host('hv2-capabilities.xml'), by_name=by_name, by_uuid=by_uuid,
                             domcaps=domcaps, domcaps_error=domcaps_error, cpu_compare=cpu_compare,
-                            cpu_detail=cpu_detail, definition_problems=tuple(problems))
+                            cpu_detail=cpu_detail)
     return source, dest
 
 
@@ -99,14 +100,14 @@ def test_the_lab_pair_passes_every_check():
     assert result.action == MIGRATE and result.refusal is None
     failed = [name for name, check in result.checks.items() if check['ok'] is False]
     assert failed == []
-    assert result.checks['vcpu_max']['value'] == dict(domain=8, destination=255)
+    assert result.checks['bootable']['value'] == dict(vcpu_max=dict(domain=8, destination=255), problems=[])
     assert result.checks['free_memory']['value']['needed_mib'] == 768
     assert result.checks['max_memory']['value']['phys_addr_bits'] == 48
 
 
 def test_captured_capabilities_parse():
     caps = parse_domain_capabilities(fixture(DOMCAPS))
-    assert (caps.vcpu_max, caps.machine, caps.domain_type) == (255, 'pc-i440fx-7.2', 'qemu')
+    assert (caps.vcpu_max, caps.machine, caps.virt_type) == (255, 'pc-i440fx-7.2', 'qemu')
     uuid_1, _bits = parse_host_capabilities(fixture('hv1-capabilities.xml'))
     uuid_2, bits = parse_host_capabilities(fixture('hv2-capabilities.xml'))
     assert uuid_1 != uuid_2 and bits == 48
@@ -120,8 +121,11 @@ def test_needed_memory_is_boot_memory_plus_hot_added_dimms():
 # --- refusals one machine cannot produce -------------------------------------------------------------------
 
 def test_lower_destination_vcpu_maximum():
-    refused('vcpu_max', ['maximum of 8 vCPUs', 'allows 4', 'pc-i440fx-7.2'],
-            domcaps_text=edited(DOMCAPS, "<vcpu max='255'/>", "<vcpu max='4'/>"))
+    # the domain runs 3 of 8 vCPUs: it is the maximum that must fit, or vCPUs 4-7 could never be hot-added there
+    result = refused('bootable', ['would not start on the destination', '8 vCPUs are above the limit of 4 vCPUs',
+                                  'pc-i440fx-7.2'],
+                     domcaps_text=edited(DOMCAPS, "<vcpu max='255'/>", "<vcpu max='4'/>"))
+    assert result.checks['bootable']['value']['vcpu_max'] == dict(domain=8, destination=4)
 
 
 def test_vcpu_maximum_equal_to_the_destination_limit_is_fine():
@@ -184,8 +188,10 @@ def test_pinned_to_cpus_the_destination_lacks():
 
 
 def test_definition_the_destination_could_not_start():
-    refused('bootable', ['would not start on the destination', 'topology'],
-            problems=['vCPU topology 2x1x4x1 gives 8 vCPUs, the machine allows 4'])
+    broken = CONFIG.replace("cores='4'", "cores='3'")
+    assert broken != CONFIG
+    refused('bootable', ['would not start on the destination', 'gives 6 vCPUs, not the maximum of 8'],
+            definition=broken)
 
 
 # --- refusals the lab can produce too ----------------------------------------------------------------------
