@@ -259,11 +259,35 @@ def _enabled(path):
     return 'disabled' not in words and 'hidden' not in words
 
 
+# Targets whose aliases say `needs/tcg-vcpu-unplug` hot-unplug vCPUs of TCG guests and need the lab's QEMU with the
+# fix (tests/lab/qemu-tcg-fix): Debian's QEMU 7.2 and 10.0 never finalize such an unplug.
+PATCHED_QEMU = '/opt/kvm-hotplug-lab/qemu/bin/qemu-system-x86_64'
+
+
+def _aliases(target):
+    path = os.path.join(REPO, 'tests', 'integration', 'targets', target, 'aliases')
+    return open(path).read().split() if os.path.isfile(path) else []
+
+
+def skip_reason(target):
+    """Why the target cannot run on this machine, or None."""
+    if 'needs/tcg-vcpu-unplug' in _aliases(target) and not os.access(PATCHED_QEMU, os.X_OK):
+        return ('needs a completed TCG vCPU unplug, and %s is missing: the lab runs the installed QEMU, which never '
+                'finalizes one (make lab-qemu builds the fix)' % PATCHED_QEMU)
+    return None
+
+
 def run_integration(targets):
     tree = prepare_tree()
     targets = targets or integration_targets()
     results = []
     failures = []
+    skipped = []
+    for target in list(targets):
+        reason = skip_reason(target)
+        if reason:
+            skipped.append((target, reason))
+            targets = [t for t in targets if t != target]
     for target in targets:
         started = time.time()
         code, output = ansible_test(['integration', '--local', '--python', PYTHON_VERSION, '--color', 'no',
@@ -274,9 +298,11 @@ def run_integration(targets):
     log('integration targets:')
     for target, code, seconds in results:
         log('  %-28s %s  (%.0f s)' % (target, 'passed' if code == 0 else 'FAILED', seconds))
+    for target, reason in skipped:
+        log('  %-28s skipped: %s' % (target, reason))
     failed = sum(1 for _t, code, _s in results if code != 0)
     return dict(name='integration', unit='integration targets', ran=len(results), passed=len(results) - failed,
-                failed=failed, code=1 if failed else 0, failures=failures)
+                failed=failed, skipped=len(skipped), code=1 if failed else 0, failures=failures)
 
 
 def unignored_failures(output, limit=3):
