@@ -90,13 +90,18 @@ def without_memory_device(xml_text, index):
     return _text(root)
 
 
-def with_requested_size(xml_text, index, requested_kib):
-    """A definition whose index-th <memory> device (virtio-mem) is asked to plug requested_kib."""
-    root = _parse(xml_text)
-    target = root.findall('devices/memory')[index].find('target')
+def set_requested(device, requested_kib):
+    """Set a virtio-mem <memory> element's <target><requested> size, in place."""
+    target = device.find('target')
     requested = target.find('requested')
     if requested is None:
         requested = etree.SubElement(target, 'requested')
     requested.set('unit', 'KiB')
     requested.text = str(requested_kib)
+
+
+def with_requested_size(xml_text, index, requested_kib):
+    """A definition whose index-th <memory> device (virtio-mem) is asked to plug requested_kib."""
+    root = _parse(xml_text)
+    set_requested(root.findall('devices/memory')[index], requested_kib)
     return _text(root)
