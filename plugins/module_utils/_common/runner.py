@@ -4,10 +4,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The one way through every module: run_module() for the result or the failure, run_change() for a change.
 
-run_change(module, change) does what every change needs, in this order:
+change_main(ChangeClass) is a module's main(): it builds the AnsibleModule from the class's options and calls
+run_change(module, change), which does what every change needs, in this order:
 
 1. the timeout option checked (once, here);
-0. change_main(ChangeClass) is a module's main(): the AnsibleModule from the class's options;
 2. change.request(params): the options turned into a request, refused before any connection;
 3. for each of change.endpoints: a libvirt session, the domain looked up, its lock taken (a context manager);
 4. change.read(run) -> state, change.plan(run, state) -> plan (every refusal happens up to here);
