@@ -4,10 +4,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The one way through every module: run_module() for the result or the failure, run_change() for a change.
 
-run_change(module, change) does what every change needs, in this order:
+change_main(ChangeClass) is a module's main(): it builds the AnsibleModule from the class's options and calls
+run_change(module, change), which does what every change needs, in this order:
 
 1. the timeout option checked (once, here);
-0. change_main(ChangeClass) is a module's main(): the AnsibleModule from the class's options;
 2. change.request(params): the options turned into a request, refused before any connection;
 3. for each of change.endpoints: a libvirt session, the domain looked up, its lock taken (a context manager);
 4. change.read(run) -> state, change.plan(run, state) -> plan (every refusal happens up to here);
@@ -64,6 +64,7 @@ class Run(object):
         self.clock = clock
         self.started = clock()
         self.sessions = {}
+        self.request = None     # what change.request(params) returned
         self._stack = stack
 
     def warn(self, message):
@@ -186,24 +187,23 @@ def _run(module, change, clock):
     with contextlib.ExitStack() as stack:
         run = Run(module, stack, clock)
         try:
-            result = _steps(run, change, stack)
+            result = _steps(run, change)
         except HotplugError as exc:
             _finish(run, change, exc.details)
             raise
         return _finish(run, change, result)
 
 
-def _steps(run, change, stack):
+def _steps(run, change):
     params = run.params
     check_timeout(params)
-    request = change.request(params)
+    run.request = change.request(params)
     for endpoint in change.endpoints:
         session = run.connect(endpoint.role, params.get(endpoint.uri_option))
         if endpoint.name_option is not None:
             dom = session.lookup(params[endpoint.name_option])
             if endpoint.lock:
                 run.lock(dom.UUIDString(), dom.name(), params['timeout'])
-    run.request = request
     state = change.read(run)
     plan = change.plan(run, state)
     if run.check_mode or not change.needs_apply(plan):

@@ -90,8 +90,8 @@ def without_memory_device(xml_text, index):
     return _text(root)
 
 
-def set_requested_size(device, requested_kib):
-    """Ask a virtio-mem <memory> element to plug requested_kib (its <target><requested>)."""
+def set_requested(device, requested_kib):
+    """Set a virtio-mem <memory> element's <target><requested> size, in place."""
     target = device.find('target')
     requested = target.find('requested')
     if requested is None:
@@ -103,5 +103,5 @@ def set_requested_size(device, requested_kib):
 def with_requested_size(xml_text, index, requested_kib):
     """A definition whose index-th <memory> device (virtio-mem) is asked to plug requested_kib."""
     root = _parse(xml_text)
-    set_requested_size(root.findall('devices/memory')[index], requested_kib)
+    set_requested(root.findall('devices/memory')[index], requested_kib)
     return _text(root)

@@ -13,7 +13,7 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition_edit import set_requested_size
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition_edit import set_requested
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import etree, parse_domain_xml
 
 
@@ -69,5 +69,5 @@ def existing_device_xml(domain_xml, index, expected):
 def with_requested(device_xml, requested_kib):
     """A virtio-mem device's XML with a new <requested> size (what virsh update-memory-device sends)."""
     element = etree.fromstring(device_xml)
-    set_requested_size(element, requested_kib)
+    set_requested(element, requested_kib)
     return etree.tostring(element, encoding='unicode')

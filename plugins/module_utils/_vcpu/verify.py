@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import LIVE
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_vcpus
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import call
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.scope import read_model
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import QemuMonitorUnavailable, qemu_vcpus
 
 # What happened to a live change, from the three views:
@@ -51,7 +51,7 @@ class VcpuViews:
 
 def observe(dom, name, with_qemu, with_guest):
     """Read libvirt's live vCPUs, and QEMU's and the guest's when asked."""
-    model = parse_domain_xml(call('reading the live XML of domain %s' % name, dom.XMLDesc, 0))
+    model = read_model(dom, LIVE, name)
     qemu_present = qemu_error = None
     if with_qemu:
         try:
