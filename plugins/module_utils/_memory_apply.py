@@ -20,6 +20,9 @@ from __future__ import annotations
 import time
 import traceback
 
+from ansible_collections.kvm.hotplug.plugins.module_utils._definition_edit import (
+    with_memory_device, with_requested_size, without_memory_device,
+)
 from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import DomainXMLError, parse_domain_xml
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
     HotplugError, call, error_code, error_text, libvirt,
@@ -28,7 +31,7 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._memory_devices import
     dimm_xml, existing_device_xml, virtio_mem_xml, with_requested,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory_plan import (
-    AddDimm, AddVirtioMem, RemoveDimm, SetBalloon, describe_action,
+    AddDimm, AddVirtioMem, RemoveDimm, ResizeVirtioMem, SetBalloon, describe_action,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._qemu_monitor import (
     QemuMonitorUnavailable, qemu_memory_devices,
@@ -46,6 +49,23 @@ FAILED = 'failed'        # libvirt refused the call
 
 def affect_flag(where):
     return libvirt.VIR_DOMAIN_AFFECT_LIVE if where == 'live' else libvirt.VIR_DOMAIN_AFFECT_CONFIG
+
+
+def definition_after(xml_text, plan):
+    """The domain XML as the plan's device actions leave it (the balloon target is no part of what is checked)."""
+    for action in plan.actions:
+        if isinstance(action, ResizeVirtioMem):
+            xml_text = with_requested_size(xml_text, action.index, action.to_kib)
+    # plan indexes are positions in the definition the plan was made from: remove from the end first
+    for index in sorted((a.index for a in plan.actions if isinstance(a, RemoveDimm)), reverse=True):
+        xml_text = without_memory_device(xml_text, index)
+    for action in plan.actions:
+        if isinstance(action, AddDimm):
+            xml_text = with_memory_device(xml_text, dimm_xml(action.size_kib, action.node))
+        elif isinstance(action, AddVirtioMem):
+            xml_text = with_memory_device(xml_text, virtio_mem_xml(action.size_kib, action.node, action.block_kib,
+                                                                   action.requested_kib))
+    return xml_text
 
 
 def apply_plan(dom, name, model, plan, timeout, entries):

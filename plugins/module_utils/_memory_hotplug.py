@@ -19,7 +19,8 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import gu
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
     HotplugError, LibvirtSession, lookup_domain, libvirt,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_apply import apply_plan
+from ansible_collections.kvm.hotplug.plugins.module_utils._definition_write import PersistentDefinition
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory_apply import apply_plan, definition_after
 from ansible_collections.kvm.hotplug.plugins.module_utils._memory_plan import (
     DEFAULT_BLOCK_KIB, DIMM, SetBalloon, MemoryRequest, describe_action, memory_view, plan_memory, predict,
 )
@@ -165,6 +166,7 @@ def _run_locked(module, dom, request):
     if live_device_changes:
         # a TCG QEMU that still holds hot-unplugged vCPUs crashes on the next memory-map change
         refuse_if_hazardous(dom, name, 'change the memory devices')
+    persistent = _check_persistent(dom, name, plans.get('config'))
     before = _views(models)
     wait_guest = params['wait_for_guest'] and 'live' in sides
     if params['wait_for_guest'] and 'live' not in sides:
@@ -182,7 +184,7 @@ def _run_locked(module, dom, request):
         return _finish(module, dom, result, before, after, snapshot.live)
 
     entries = []
-    problem = _apply_sides(module, dom, name, sides, models, plans, timeout, result, before, entries)
+    problem = _apply_sides(module, dom, name, sides, models, plans, timeout, result, before, entries, persistent)
     result['actions'] = entries
     if wait_guest and problem is None:
         done, view, waited = wait_for(lambda: observe_guest(dom), lambda v: v['agree'] is True and v['guest_view'],
@@ -209,11 +211,22 @@ def _run_locked(module, dom, request):
     return result
 
 
-def _apply_sides(module, dom, name, sides, models, plans, timeout, result, before, entries):
+def _check_persistent(dom, name, config_plan):
+    """Before any write: the persistent definition the config plan leaves must boot.  None when it is unchanged."""
+    if config_plan is None or not any(not isinstance(a, SetBalloon) for a in config_plan.actions):
+        return None
+    persistent = PersistentDefinition(dom.connect(), dom, name)
+    persistent.refuse_unbootable(definition_after(persistent.original, config_plan), 'this memory change')
+    return persistent
+
+
+def _apply_sides(module, dom, name, sides, models, plans, timeout, result, before, entries, persistent):
     """Apply the live plan, then (only when it completed) the config plan; return why one stopped, or None."""
     try:
         for side in sides:
             problem = apply_plan(dom, name, models[side], plans[side], timeout, entries)
+            if side == 'config' and problem is None and persistent is not None:
+                persistent.written(definition_after(persistent.original, plans[side]), 'the memory change')
             if problem:
                 # The live change did not complete: leave the persistent config as it was.
                 for later in sides[sides.index(side) + 1:]:

@@ -90,11 +90,6 @@ def apply_config(dom, name, plan):
              dom.setVcpu, format_cpulist(plan.disable), 0, flags)
 
 
-def apply_maximum(dom, name, maximum):
-    call('setting the maximum vCPU count of domain %s to %d in the persistent config' % (name, maximum),
-         dom.setVcpusFlags, maximum, libvirt.VIR_DOMAIN_AFFECT_CONFIG | libvirt.VIR_DOMAIN_VCPU_MAXIMUM)
-
-
 def apply_guest(dom, name, plan):
     """Online/offline CPUs inside the guest through the agent (virDomainSetGuestVcpus)."""
     for cpus, state, verb in ((plan.online, 1, 'onlining'), (plan.offline, 0, 'offlining')):

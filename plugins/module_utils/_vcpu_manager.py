@@ -19,14 +19,14 @@ from __future__ import annotations
 import time
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._definition_edit import with_enabled_vcpus, with_vcpu_maximum
+from ansible_collections.kvm.hotplug.plugins.module_utils._definition_write import PersistentDefinition
 from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import read_domain
 from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import guest_vcpus
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError, libvirt
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_resync import detect_service, resync
 from ansible_collections.kvm.hotplug.plugins.module_utils._tcg_hazard import mark_leaked_vcpus, refuse_if_hazardous
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_apply import (
-    apply_config, apply_guest, apply_live, apply_maximum,
-)
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_apply import apply_config, apply_guest, apply_live
 from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_plan import plan_vcpus
 from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_verify import (
     COMPLETE, GUEST_PENDING, PENDING, STALE, UNVERIFIED, VcpuViews, classify, observe, views_disagree,
@@ -45,7 +45,8 @@ def summarize(snapshot):
     def one(model):
         if model is None:
             return None
-        return dict(current=model.vcpu_current, maximum=model.vcpu_max, enabled=list(model.enabled_vcpu_ids))
+        return dict(current=model.vcpu_current, maximum=model.vcpu_max, enabled=list(model.enabled_vcpu_ids),
+                    numa_cells=_cells(model.numa_cells))
     return dict(live=one(snapshot.live), config=one(snapshot.config))
 
 
@@ -58,8 +59,12 @@ def predict(before, plan):
     if plan.config is not None and after['config']:
         after['config'].update(current=len(plan.config.after), enabled=list(plan.config.after))
     if plan.maximum_after is not None and after['config']:
-        after['config']['maximum'] = plan.maximum_after
+        after['config'].update(maximum=plan.maximum_after, numa_cells=_cells(plan.cells_after))
     return after
+
+
+def _cells(cells):
+    return [dict(id=c.id, cpuset=format_cpulist(c.cpus)) for c in cells or ()]
 
 
 def plan_dict(plan):
@@ -70,7 +75,12 @@ def plan_dict(plan):
         guest = dict(online=list(plan.guest.online), offline=list(plan.guest.offline))
     maximum = None
     if plan.maximum_after is not None:
-        maximum = dict(before=plan.maximum_before, after=plan.maximum_after)
+        topology = plan.topology_after
+        maximum = dict(before=plan.maximum_before, after=plan.maximum_after,
+                       numa_cells=_cells(plan.cells_after),
+                       topology=None if topology is None else dict(
+                           sockets=topology.sockets, dies=topology.dies, cores=topology.cores,
+                           threads=topology.threads))
     return dict(live=definition(plan.live), config=definition(plan.config), maximum=maximum, guest=guest)
 
 
@@ -168,13 +178,14 @@ class VcpuManager(object):
         if plan.live is not None and plan.live.enable:
             refuse_if_hazardous(self.dom, self.name, 'hot-add vCPUs %s' % format_cpulist(plan.live.enable))
 
+        persistent = self._check_persistent(plan)
         before = summarize(snapshot)
         if not plan.changed or self.module.check_mode:
             after = predict(before, plan) if plan.changed else before
             return self._result(plan.changed, 'none' if not plan.changed else 'check_mode', before, after, plan,
                                 guest=self._guest_now(snapshot))
 
-        outcome, views = self._apply(snapshot, plan)
+        outcome, views = self._apply(snapshot, plan, persistent)
         after_snapshot = read_domain(self.dom)
         after = summarize(after_snapshot)
         guest = views.guest if views is not None and views.guest is not None else self._guest_now(after_snapshot)
@@ -189,21 +200,48 @@ class VcpuManager(object):
             return None
         return guest_vcpus(self.dom, snapshot.live)
 
-    def _apply(self, snapshot, plan):
+    def _check_persistent(self, plan):
+        """Before any write: the persistent definition the plan leaves must boot.  None when the plan leaves it."""
+        changes_config = plan.maximum_after is not None or (plan.config is not None and plan.config.changed)
+        if not changes_config:
+            return None
+        persistent = PersistentDefinition(self.conn, self.dom, self.name)
+        final = persistent.original
+        if plan.maximum_after is not None:
+            final = self._with_maximum(final, plan)
+        if plan.config is not None and plan.config.changed:
+            final = with_enabled_vcpus(final, plan.config.after)
+        hint = None
+        if self.request.numa_node is None and plan.cells_after and plan.maximum_after > plan.maximum_before:
+            hint = 'Name the guest NUMA cell that gets the new vCPUs with numa_node.'
+        persistent.refuse_unbootable(final, 'this vCPU change', hint)
+        return persistent
+
+    @staticmethod
+    def _with_maximum(xml_text, plan):
+        return with_vcpu_maximum(xml_text, plan.maximum_after, plan.topology_after, plan.cells_after)
+
+    def _write_maximum(self, persistent, plan):
+        persistent.define(self._with_maximum(persistent.expected, plan),
+                          'setting the maximum to %d vCPUs' % plan.maximum_after)
+
+    def _apply(self, snapshot, plan, persistent):
         """Carry out the plan; return (outcome of the live or guest change, last views or None)."""
         if plan.guest is not None:
             return self._apply_guest(plan)
         raising = plan.maximum_after is not None and plan.maximum_after > plan.maximum_before
         if raising:
-            apply_maximum(self.dom, self.name, plan.maximum_after)
+            self._write_maximum(persistent, plan)
         outcome, views = COMPLETE, None
         if plan.live is not None and plan.live.changed:
             outcome, views = self._apply_live(snapshot, plan.live)
         if outcome in (COMPLETE, UNVERIFIED):
             if plan.config is not None and plan.config.changed:
                 apply_config(self.dom, self.name, plan.config)
+                persistent.written(with_enabled_vcpus(persistent.expected, plan.config.after),
+                                   'enabling vCPUs %s' % format_cpulist(plan.config.after))
             if plan.maximum_after is not None and not raising:
-                apply_maximum(self.dom, self.name, plan.maximum_after)
+                self._write_maximum(persistent, plan)
         elif plan.config is not None and plan.config.changed:
             self.warnings.append('the persistent config of domain %s was left unchanged because the live change '
                                  'did not complete' % self.name)

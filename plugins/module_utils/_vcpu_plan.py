@@ -13,9 +13,10 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import Vcpu
 from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import refuse_during_migration
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
 
@@ -65,6 +66,8 @@ class VcpuPlan:
     config: DefinitionPlan | None = None
     maximum_before: int | None = None
     maximum_after: int | None = None   # new config maximum, None when unchanged
+    topology_after: object = None      # the config's Topology with the new maximum (sockets follow it)
+    cells_after: tuple | None = None   # the config's NumaCells with the new maximum
     guest: GuestPlan | None = None
     warnings: list = field(default_factory=list)
     notes: list = field(default_factory=list)
@@ -97,10 +100,14 @@ def plan_vcpus(request, snapshot, host_online_cpus=None, guest_view=None):
 
     if config:
         plan.maximum_before = snapshot.config.vcpu_max
+        config_model = snapshot.config
         if request.maximum is not None:
             _check_maximum(request, snapshot.config, name)
             if request.maximum != snapshot.config.vcpu_max:
+                config_model = _with_maximum(request, snapshot.config, name)
                 plan.maximum_after = request.maximum
+                plan.topology_after = config_model.topology
+                plan.cells_after = config_model.numa_cells
                 plan.notes.append('the new maximum of %d vCPUs is in the persistent config and takes effect at the '
                                   'next boot of the domain' % request.maximum)
     elif request.maximum is not None:
@@ -121,7 +128,7 @@ def plan_vcpus(request, snapshot, host_online_cpus=None, guest_view=None):
     if config:
         config_max = plan.maximum_after if plan.maximum_after is not None else snapshot.config.vcpu_max
         mirror = plan.live.after if plan.live is not None else None
-        plan.config = _plan_definition('config', request, snapshot.config, config_max, name, mirror=mirror)
+        plan.config = _plan_definition('config', request, config_model, config_max, name, mirror=mirror)
         if plan.maximum_after is not None and len(plan.config.after) > plan.maximum_after:
             raise HotplugError('maximum %d is below the %d vCPUs the persistent config of domain %s would enable; '
                                'lower count too' % (plan.maximum_after, len(plan.config.after), name))
@@ -157,11 +164,13 @@ def _check_maximum(request, model, name):
     topology = model.topology
     if topology is not None:
         slots = topology.sockets * topology.dies * topology.cores * topology.threads
-        if slots != maximum:
+        per_socket = topology.dies * topology.cores * topology.threads
+        if maximum % per_socket:
             raise HotplugError(
                 'maximum %d does not fit the CPU topology of domain %s: sockets=%d x dies=%d x cores=%d x threads=%d '
-                'gives %d vCPUs; change <cpu><topology> together with the maximum'
-                % (maximum, name, topology.sockets, topology.dies, topology.cores, topology.threads, slots))
+                'gives %d vCPUs, and a maximum must be whole sockets of %d vCPUs; change <cpu><topology> together '
+                'with the maximum' % (maximum, name, topology.sockets, topology.dies, topology.cores,
+                                      topology.threads, slots, per_socket))
     numa_cpus = [cpu for cell in model.numa_cells for cpu in cell.cpus]
     if numa_cpus and max(numa_cpus) >= maximum:
         raise HotplugError('maximum %d is too small for the guest NUMA cells of domain %s, which place vCPUs up to %d'
@@ -170,6 +179,30 @@ def _check_maximum(request, model, name):
     if pinned_above:
         raise HotplugError('maximum %d would drop the <cputune> pinning of vCPUs %s of domain %s (libvirt removes it '
                            'silently); unpin them first' % (maximum, format_cpulist(pinned_above), name))
+
+
+def _with_maximum(request, model, name):
+    """The config model with the new maximum: new vCPUs disabled, in whole new sockets, in the cell numa_node names.
+
+    libvirt itself would put vCPUs that no guest NUMA cell holds into a cell of its choosing, without saying so;
+    here they go where the user says, or the definition check refuses the change.
+    """
+    maximum = request.maximum
+    topology = model.topology
+    if topology is not None:
+        topology = replace(topology, sockets=maximum // (topology.dies * topology.cores * topology.threads))
+    new_ids = tuple(range(model.vcpu_max, maximum))
+    cells = model.numa_cells
+    homeless = tuple(v for v in new_ids if model.cell_of_vcpu(v) is None)
+    if cells and homeless and request.numa_node is not None:
+        # Without numa_node they stay in no cell, and the definition check refuses that with every other limit.
+        cell = _cell(request.numa_node, model, name)
+        cells = tuple(replace(c, cpus=tuple(sorted(c.cpus + homeless))) if c.id == cell.id else c for c in cells)
+    elif request.numa_node is not None and new_ids:
+        _cell(request.numa_node, model, name)
+    vcpus = tuple(v for v in model.vcpus if v.id < maximum) + tuple(
+        Vcpu(id=v, enabled=False, hotpluggable=True, order=None) for v in new_ids)
+    return replace(model, vcpu_max=maximum, vcpus=vcpus, topology=topology, numa_cells=cells)
 
 
 def _plan_definition(target, request, model, maximum, name, mirror=None, host_online_cpus=None):

@@ -119,6 +119,10 @@ extends_documentation_fragment:
 notes:
   - The domain needs C(<maxMemory slots='N'>) and at least one guest NUMA cell (C(<cpu><numa>)) for memory hotplug;
     both can only be added to the persistent definition and take effect at the next boot.
+  - A change to the persistent definition (O(config=true), also on a shut-off domain) is checked before anything is
+    written against the hypervisor's domain capabilities and the domain's own limits (guest NUMA cells, slots,
+    C(<maxMemory>), virtio-mem sizes and blocks), so that the domain can still boot; it is read back afterwards, and a
+    definition libvirt wrote other than planned is put back.
   - The guest must online hot-added memory. Linux onlines nothing by itself unless the kernel was built with
     C(MEMORY_HOTPLUG_DEFAULT_ONLINE) or booted with C(memhp_default_state=online_movable); distributions use a udev
     rule (C(SUBSYSTEM=="memory", ACTION=="add", ATTR{state}=="offline", ATTR{state}="online_movable")).

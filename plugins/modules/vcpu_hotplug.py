@@ -59,6 +59,8 @@ options:
     description:
       - Guest NUMA cell whose vCPUs are added (or removed) when O(count) changes the number of vCPUs.
       - The cell must exist and have enough free (or removable) vCPUs.
+      - With a raised O(maximum), the cell that gets the new vCPUs in the persistent config. A domain with guest NUMA
+        cells needs it, because every vCPU must belong to a cell.
     type: int
   live:
     description:
@@ -77,8 +79,15 @@ options:
   maximum:
     description:
       - The maximum vCPU count in the persistent config. It takes effect at the next boot of the domain; the result says so.
-      - Must fit the CPU topology (sockets x dies x cores x threads) and the guest NUMA cells, and must not be below a
-        pinned vCPU id (libvirt would drop that pinning without a word).
+      - Must be whole sockets of the CPU topology (dies x cores x threads vCPUs each; the number of sockets follows the
+        maximum), must cover the guest NUMA cells, and must not be below a pinned vCPU id (libvirt would drop that
+        pinning without a word). New vCPUs go to the guest NUMA cell O(numa_node) names.
+      - Before anything is written, the new persistent definition is checked against the hypervisor's domain
+        capabilities for the domain's emulator, machine type and virt type (the machine type's vCPU limit, more
+        than 255 vCPUs on x86 needing an IOMMU with extended interrupt mode, the topology, the guest NUMA cells).
+        A maximum the domain could not boot with is refused, naming the limit, and nothing is changed.
+      - After writing, the persistent definition is read back; if libvirt wrote something other than planned, the
+        previous definition is put back and the task fails with the difference.
     type: int
   guest_agent:
     description:
@@ -166,6 +175,12 @@ EXAMPLES = r'''
     count: 6
     numa_node: 1
 
+- name: Allow up to 12 vCPUs from the next boot on, the 4 new ones in guest NUMA cell 1
+  kvm.hotplug.vcpu_hotplug:
+    name: db01
+    maximum: 12
+    numa_node: 1
+
 - name: Enable two particular vCPUs in the running domain only
   kvm.hotplug.vcpu_hotplug:
     name: db01
@@ -217,7 +232,8 @@ vcpus:
     before:
       description: Before the change. V(live) is null for a domain that is not running, V(config) for a transient one.
       type: dict
-      sample: {live: {current: 2, maximum: 8, enabled: [0, 1]}, config: {current: 2, maximum: 8, enabled: [0, 1]}}
+      sample: {live: {current: 2, maximum: 8, enabled: [0, 1], numa_cells: [{id: 0, cpuset: "0-3"}, {id: 1, cpuset: "4-7"}]},
+               config: {current: 2, maximum: 8, enabled: [0, 1], numa_cells: [{id: 0, cpuset: "0-3"}, {id: 1, cpuset: "4-7"}]}}
     after:
       description: After the change, re-read from libvirt (in check mode, the prediction).
       type: dict
@@ -237,9 +253,14 @@ qemu:
   type: dict
   sample: {present: [0, 1, 2, 3]}
 plan:
-  description: The vCPU ids the module planned to enable and disable in each definition, the maximum change and guest changes.
+  description:
+    - The vCPU ids the module planned to enable and disable in each definition, the maximum change and guest changes.
+    - Its V(maximum) has the maximum V(before) and V(after), and the persistent config's V(numa_cells) and
+      V(topology) with the new maximum.
   returned: always
   type: dict
+  sample: {live: null, config: null, guest: null, maximum: {before: 8, after: 12, topology: {sockets: 3, dies: 1, cores: 4, threads: 1},
+           numa_cells: [{id: 0, cpuset: "0-3"}, {id: 1, cpuset: "4-11"}]}}
 libvirt_calls:
   description: Each live libvirt call for one vCPU and what libvirt answered (a timed-out unplug is not a failure by itself).
   returned: always

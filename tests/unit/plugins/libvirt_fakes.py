@@ -6,8 +6,18 @@ fakes only stand in for libvirt so that module logic can run without it.
 from __future__ import annotations
 
 import json
+import os
 
 import libvirt
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'module_utils', 'fixtures')
+
+
+def domain_capabilities(machine, virt_type):
+    """Domain capabilities XML captured from the lab (libvirt 9.0, QEMU 7.2): pc or q35, qemu or kvm."""
+    kind = 'q35' if machine and 'q35' in machine else 'pc'
+    with open(os.path.join(FIXTURES, 'domcaps-%s-%s.xml' % (kind, virt_type or 'kvm'))) as handle:
+        return handle.read()
 
 
 class FakeLibvirtError(libvirt.libvirtError):
@@ -44,6 +54,9 @@ class FakeDomain(object):
     def name(self):
         return self._name
 
+    def connect(self):
+        return self._conn
+
     def UUIDString(self):
         return '00000000-0000-0000-0000-%012d' % (abs(hash(self._name)) % 10 ** 12)
 
@@ -63,6 +76,9 @@ class FakeDomain(object):
         if flags & libvirt.VIR_DOMAIN_XML_INACTIVE:
             return self.config_xml
         return self.live_xml
+
+    def define(self, xml):
+        self.config_xml = xml
 
     def jobStats(self, flags=0):
         if self._state != libvirt.VIR_DOMAIN_RUNNING:
@@ -102,8 +118,22 @@ class FakeDomain(object):
 class FakeConnection(object):
     def __init__(self, domains=(), uri='qemu:///system'):
         self.domains = {d.name(): d for d in domains}
+        for domain in domains:
+            domain._conn = self
         self.uri = uri
         self.closed = False
+        self.defined = []
+
+    def getDomainCapabilities(self, emulator, arch, machine, virt_type, flags=0):
+        return domain_capabilities(machine, virt_type)
+
+    def defineXML(self, xml):
+        """Define a persistent definition: the named domain's config becomes xml."""
+        self.defined.append(xml)
+        from lxml import etree
+        domain = self.domains[etree.fromstring(xml.encode('utf-8')).findtext('name')]
+        domain.define(xml)
+        return domain
 
     def getURI(self):
         return self.uri

@@ -242,3 +242,26 @@ def test_guest_agent_unavailable_refused():
 
 def test_guest_agent_needs_running_domain():
     refused(r'guest_agent needs a running domain', request=VcpuRequest(count=2, guest_agent=True), state='shutoff')
+
+
+# --- a new maximum: whole sockets, new vCPUs in the cell numa_node names ------------------------------
+
+def test_maximum_in_whole_sockets_puts_new_vcpus_in_the_named_cell():
+    result = plan(VcpuRequest(maximum=12, numa_node=1))
+    assert result.maximum_after == 12 and result.topology_after.sockets == 3
+    assert [c.cpus for c in result.cells_after] == [(0, 1, 2, 3), tuple(range(4, 12))]
+
+
+def test_maximum_without_numa_node_leaves_new_vcpus_in_no_cell_for_the_definition_check():
+    result = plan(VcpuRequest(maximum=12))
+    assert [c.cpus for c in result.cells_after] == [(0, 1, 2, 3), (4, 5, 6, 7)]
+
+
+def test_maximum_numa_node_must_exist():
+    refused(r'numa_node 2: domain dom has no guest NUMA cell 2 \(cells: 0, 1\)',
+            request=VcpuRequest(maximum=12, numa_node=2))
+
+
+def test_config_count_with_a_new_maximum_uses_the_new_vcpus_of_the_cell():
+    result = plan(VcpuRequest(maximum=12, numa_node=1, count=12, live=False), enabled=tuple(range(8)))
+    assert result.config.after == tuple(range(12))

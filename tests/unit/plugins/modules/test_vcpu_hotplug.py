@@ -17,6 +17,8 @@ from ansible_collections.kvm.hotplug.plugins.module_utils import (
     _domain_lock, _libvirt_connection, _libvirt_resync, _qemu_monitor, _vcpu_manager,
 )
 from ansible_collections.kvm.hotplug.plugins.modules import vcpu_hotplug
+from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import parse_domain_xml
 from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeConnection, FakeLibvirtError
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_runner import run_main
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_utils.domain_xml import domain_xml
@@ -37,6 +39,21 @@ class SimDomain(object):
         self.job = job or {'type': libvirt.VIR_DOMAIN_JOB_NONE}
         self.metadata_xml = None
         self.writes = []
+        self.config_maximum = 8
+        self.config_shape = {}
+
+    def connect(self):
+        return self._conn
+
+    def define(self, xml):
+        """A new persistent definition (what a new vCPU maximum is written as)."""
+        model = parse_domain_xml(xml)
+        self.writes.append(('define', model.vcpu_max))
+        self.config = set(model.enabled_vcpu_ids)
+        self.config_maximum = model.vcpu_max
+        self.config_shape = dict(
+            cells=tuple((c.id, format_cpulist(c.cpus), c.memory_kib) for c in model.numa_cells),
+            topology=(model.topology.sockets, model.topology.dies, model.topology.cores, model.topology.threads))
 
     # identity and state
     def name(self):
@@ -62,8 +79,10 @@ class SimDomain(object):
 
     def XMLDesc(self, flags=0):
         self._deliver_late_event()
-        enabled = self.config if flags & libvirt.VIR_DOMAIN_XML_INACTIVE else self.libvirt
+        inactive = flags & libvirt.VIR_DOMAIN_XML_INACTIVE
+        enabled = self.config if inactive else self.libvirt
         xml = domain_xml(name=self._name, enabled=tuple(sorted(enabled)), domain_type=self.domain_type,
+                         maximum=self.config_maximum if inactive else 8, **(self.config_shape if inactive else {}),
                          devices="<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0' "
                                  "state='connected'/></channel>")
         return xml
@@ -297,3 +316,46 @@ def test_late_device_deleted_is_complete_and_not_a_tcg_leak(sim, capsys):
     assert not failed and result['outcome'] == 'complete'
     assert result['libvirt_calls'][0]['timed_out'] is True
     assert dom.metadata_xml is None
+
+
+# --- persistent definitions the domain could not boot with ---------------------------------------------
+
+@pytest.mark.parametrize('maximum, limit', [
+    (100000, 'above the limit of 255 vCPUs of machine type pc-i440fx-7.2'),
+    (300, "more than 255 vCPUs (300) on x86 need an <iommu model='intel'>"),
+    (12, 'vCPUs 8-11 are in no guest NUMA cell (cells: 0: 0-3, 1: 4-7). Name the guest NUMA cell'),
+])
+def test_unbootable_maximum_is_refused_before_any_write(sim, capsys, maximum, limit):
+    dom = sim()
+    for check_mode in (True, False):
+        result, failed = run_main(vcpu_hotplug.main, dict(name='sim', maximum=maximum,
+                                                          _ansible_check_mode=check_mode), capsys)
+        assert failed and limit in result['msg'] and 'Nothing was changed' in result['msg']
+        assert not result['changed'] and dom.writes == [] and dom.config_maximum == 8
+
+
+def test_maximum_in_the_named_cell_is_defined_whole(sim, capsys):
+    dom = sim()
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', maximum=12, numa_node=1), capsys)
+    assert not failed and result['changed'], result.get('msg')
+    assert dom.writes == [('define', 12)] and dom.config_maximum == 12
+    assert result['vcpus']['after']['config']['numa_cells'] == [dict(id=0, cpuset='0-3'), dict(id=1, cpuset='4-11')]
+    assert result['plan']['maximum']['topology']['sockets'] == 3
+
+
+def test_a_definition_libvirt_writes_differently_is_put_back(sim, capsys, mocker):
+    dom = sim()
+    defined = []
+    original_define = dom.define
+
+    def define_rewriting_cells(xml):
+        # what libvirt 11 does with setVcpusFlags: it puts the new vCPUs into cell 0 by itself
+        defined.append(xml)
+        original_define(xml.replace('cpus="0-3"', 'cpus="0-3,8-11"').replace('cpus="4-11"', 'cpus="4-7"'))
+    mocker.patch.object(dom, 'define', define_rewriting_cells)
+    result, failed = run_main(vcpu_hotplug.main, dict(name='sim', maximum=12, numa_node=1), capsys)
+    assert failed and 'differently than planned' in result['msg']
+    assert 'numa cells: planned 0: 0-3, 1: 4-11, written 0: 0-3,8-11, 1: 4-7' in result['msg']
+    assert 'the previous persistent definition was put back' in result['msg']
+    assert len(defined) == 2 and parse_domain_xml(defined[-1]).vcpu_max == 8  # the original, put back
+    assert dom.config_maximum == 8
