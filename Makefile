@@ -12,7 +12,7 @@ VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-test.
 
 help:
 	@echo "make demo         bring up the local lab and run playbooks/demo.yml on it"
-	@echo "make test         run every test: sanity, units, integration against the lab"
+	@echo "make test         run every test: sanity, gates, units, integration and AWX jobs against the lab"
 	@echo "make sanity | units | integration [TARGETS='a b']"
 	@echo "make gates [GATES='ansible-lint ...']  ansible-lint, galaxy-importer, antsibull-docs, ansible-doc, changelog, EE"
 	@echo "make awx          run each playbook in playbooks/ as an AWX job template does (ansible-runner), on the lab"
