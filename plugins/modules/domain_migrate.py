@@ -223,32 +223,12 @@ elapsed:
   type: float
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import DOMAIN_ARGS, argument_spec
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_change
-from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import TIMEOUT_ACTIONS
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import change_main
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.run import MigrationChange
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(dict(
-            dest_uri=dict(type='str', required=True),
-            live=dict(type='bool', default=True),
-            persistent=dict(type='bool', default=True),
-            undefine_source=dict(type='bool', default=True),
-            bandwidth=dict(type='int'),
-            max_downtime_ms=dict(type='int'),
-            auto_converge=dict(type='bool', default=False),
-            parallel_connections=dict(type='int'),
-            timeout=dict(type='int'),
-            timeout_action=dict(type='str', choices=list(TIMEOUT_ACTIONS), default='abort'),
-            migrate_uri=dict(type='str'),
-        ), DOMAIN_ARGS),
-        supports_check_mode=True,
-    )
-    run_change(module, MigrationChange())
+    change_main(MigrationChange)
 
 
 if __name__ == '__main__':

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import DOMAIN_ARGS
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import SOURCE, Change, Endpoint
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, is_error, libvirt
@@ -44,8 +45,8 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot impo
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate import apply as migrate_apply
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate import verify as migrate_verify
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import (
-    ALREADY_THERE, DestinationFacts, HostFacts, MigrationRequest, Peer, SourceFacts, parse_host_capabilities,
-    plan_migration,
+    ALREADY_THERE, TIMEOUT_ACTIONS, DestinationFacts, HostFacts, MigrationRequest, Peer, SourceFacts,
+    parse_host_capabilities, plan_migration,
 )
 
 MIGRATED = 'migrated'
@@ -187,7 +188,22 @@ class MigrationState:
 
 
 class MigrationChange(Change):
-    """domain_migrate's hooks for the shared run skeleton."""
+    """domain_migrate's options and hooks for the shared run skeleton."""
+
+    options = dict(
+        dest_uri=dict(type='str', required=True),
+        live=dict(type='bool', default=True),
+        persistent=dict(type='bool', default=True),
+        undefine_source=dict(type='bool', default=True),
+        bandwidth=dict(type='int'),
+        max_downtime_ms=dict(type='int'),
+        auto_converge=dict(type='bool', default=False),
+        parallel_connections=dict(type='int'),
+        timeout=dict(type='int'),
+        timeout_action=dict(type='str', choices=list(TIMEOUT_ACTIONS), default='abort'),
+        migrate_uri=dict(type='str'),
+    )
+    option_families = (DOMAIN_ARGS,)
 
     # The domain may already have left the source (idempotence), so read() looks it up and takes its lock.
     endpoints = (Endpoint(SOURCE, uri_option='uri', name_option=None, lock=False),)
