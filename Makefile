@@ -7,13 +7,19 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-test.txt | md5sum | cut -c1-12)
 
-.PHONY: help demo test sanity units integration lab-up lab-down lab-status lab-qemu system-packages venv clean
+.PHONY: help demo test sanity units gates integration lab-up lab-down lab-status lab-qemu fleet-up fleet-down \
+	fleet-status system-packages venv ee-context docs awx clean
 
 help:
 	@echo "make demo         bring up the local lab and run playbooks/demo.yml on it"
-	@echo "make test         run every test: sanity, units, integration against the lab"
+	@echo "make test         run every test: sanity, gates, units, integration and AWX jobs against the lab"
 	@echo "make sanity | units | integration [TARGETS='a b']"
+	@echo "make gates [GATES='ansible-lint ...']  ansible-lint, galaxy-importer, antsibull-docs, ansible-doc, changelog, EE"
+	@echo "make awx          run each playbook in playbooks/ as an AWX job template does (ansible-runner), on the lab"
+	@echo "make docs         the documentation site (antsibull-docs + Sphinx) in .tmp/docs/html"
+	@echo "make ee-context   build the collection tarball and the execution environment's build context"
 	@echo "make lab-up | lab-down | lab-status"
+	@echo "make fleet-up | fleet-down | fleet-status   the fleet lab: hypervisors hv1..hv3 on this machine"
 	@echo "make lab-qemu     build Debian's QEMU with the TCG vCPU-unplug fix the vCPU tests use (about 5 min)"
 
 system-packages:
@@ -41,12 +47,23 @@ lab-down: venv
 lab-status: venv
 	$(VPY) tests/lab/labctl status
 
+# The fleet lab (tests/lab/README.md, "Fleet lab"): hv1..hv3, each its own libvirtd and sshd, on 127.0.1.N.
+fleet-up: venv
+	$(VPY) tests/lab/labctl fleet up
+
+fleet-down: venv
+	$(VPY) tests/lab/labctl fleet down
+
+fleet-status: venv
+	$(VPY) tests/lab/labctl fleet status
+
 demo: lab-up
 	$(VPY) tests/lab/labctl reset lab-numa
 	$(VPY) tests/harness/suite.py demo
 
 test: lab-qemu
 	$(MAKE) lab-up
+	$(MAKE) fleet-up
 	$(VPY) tests/harness/suite.py all
 
 sanity: venv
@@ -55,9 +72,23 @@ sanity: venv
 units: venv
 	$(VPY) tests/harness/suite.py units
 
+gates: venv
+	$(VPY) tests/harness/suite.py gates $(GATES)
+
+docs: venv
+	$(VPY) tests/harness/suite.py docs
+
+ee-context: venv
+	$(VPY) tests/harness/suite.py ee-context
+
 integration: lab-qemu
 	$(MAKE) lab-up
+	$(MAKE) fleet-up
 	$(VPY) tests/harness/suite.py integration $(TARGETS)
 
+awx: lab-qemu
+	$(MAKE) lab-up
+	$(VPY) tests/harness/suite.py awx $(PLAYBOOKS)
+
 clean:
-	rm -rf .tmp tests/output
+	rm -rf .tmp tests/output execution-environment/context execution-environment/context-collections

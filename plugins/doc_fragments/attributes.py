@@ -8,10 +8,14 @@ from __future__ import annotations
 
 class ModuleDocFragment(object):
 
-    # Modules that change things: full check mode and diff mode.
+    # Every module: check mode and diff mode in full (see INFO_MODULE for *_info modules).  Each module sets the
+    # support of idempotent itself.
     DOCUMENTATION = r'''
 options: {}
 attributes:
+  idempotent:
+    description:
+      - When run twice in a row with the same arguments, the second run changes nothing and reports C(changed=false).
   check_mode:
     description: Can run in C(check_mode) and return changed status prediction without modifying target.
     support: full
@@ -20,16 +24,14 @@ attributes:
     support: full
 '''
 
-    # Read-only *_info modules.
+    # Read-only *_info modules: list it before kvm.hotplug.attributes, whose check_mode and diff_mode it overrides
+    # (what a module or an earlier fragment says wins over a later fragment).
     INFO_MODULE = r'''
 options: {}
 attributes:
   check_mode:
-    description: Can run in C(check_mode) and return changed status prediction without modifying target.
-    support: full
     details: This module never changes anything.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in C(check_mode)), when in diff mode.
     support: N/A
     details: This module never changes anything.
 '''

@@ -22,3 +22,14 @@ requirements:
   - libvirt-python (the C(libvirt) Python binding) on the managed host
   - lxml on the managed host
 '''
+
+    # The domain a module works on: with the uri above, _common/argspec.py DOMAIN_ARGS (name and uri).
+    DOMAIN = r'''
+options:
+  name:
+    description:
+      - Name of the domain.
+    type: str
+    required: true
+    aliases: [domain]
+'''

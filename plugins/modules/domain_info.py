@@ -20,6 +20,10 @@ description:
   - Also returns the domain state, whether a job (a migration, for example) is running,
     and, when the QEMU guest agent answers, the guest's own view of its online vCPUs.
   - Never changes anything.
+attributes:
+  idempotent:
+    support: full
+    details: It only reads libvirt, QEMU and the guest agent.
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
@@ -45,10 +49,8 @@ options:
         such a query is sent. The queries change nothing in the domain.
     type: bool
     default: false
-extends_documentation_fragment:
-  - kvm.hotplug.libvirt
-  - kvm.hotplug.attributes.INFO_MODULE
-  - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
+extends_documentation_fragment: [kvm.hotplug.libvirt, kvm.hotplug.attributes.INFO_MODULE, kvm.hotplug.attributes,
+                                 kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
 notes:
   - Sizes are in MiB. vCPU ids are libvirt's; the guest numbers its CPUs itself, so compare guest counts, not ids.
 seealso:
@@ -205,15 +207,17 @@ domains:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import read_domain
-from ansible_collections.kvm.hotplug.plugins.module_utils._guest_agent import guest_memory, guest_vcpus
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
-    URI_ARGUMENT_SPEC, LibvirtSession, call, conn_uri, lookup_domain, run_module,
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import URI_ARGS, argument_spec
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_module
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_memory, guest_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
+    LibvirtSession, call, conn_uri, lookup_domain,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._qemu_monitor import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import (
     QemuMonitorUnavailable, qemu_memory_devices, qemu_vcpus,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._verify import compare_vcpu_views
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.verify import compare_vcpu_views
 
 
 def describe_domain(dom, with_guest_agent, with_raw_queries):
@@ -253,13 +257,11 @@ def gather(module):
 
 
 def main():
-    argument_spec = dict(
+    module = AnsibleModule(argument_spec=argument_spec(dict(
         name=dict(type='str', aliases=['domain']),
         guest_agent=dict(type='bool', default=True),
         raw_queries=dict(type='bool', default=False),
-    )
-    argument_spec.update(URI_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    ), URI_ARGS), supports_check_mode=True)
     run_module(module, gather)
 
 

@@ -21,6 +21,10 @@ description:
   - Maps a failing DIMM or rank to the memory blocks and NUMA node it backs where the kernel exposes enough,
     and says plainly when it cannot (see RV(failing[].mapping)).
   - Never changes anything, and does not need libvirt.
+attributes:
+  idempotent:
+    support: full
+    details: It only reads sysfs and the rasdaemon database.
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
@@ -42,8 +46,7 @@ options:
       - A DIMM or rank with at least this many corrected errors is listed in RV(failing).
       - Uncorrected errors always make it failing. When not set, corrected errors alone never do.
     type: int
-extends_documentation_fragment:
-  - kvm.hotplug.attributes.INFO_MODULE
+extends_documentation_fragment: [kvm.hotplug.attributes.INFO_MODULE, kvm.hotplug.attributes]
 notes:
   - EDAC does not show which physical addresses a DIMM holds, so it cannot tie a DIMM to memory blocks by itself.
     The module maps a DIMM to the blocks holding the physical addresses rasdaemon recorded for its errors
@@ -268,13 +271,14 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._edac import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.edac import (
     RASDAEMON_DB_PATHS, analyze, read_edac, read_rasdaemon,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_sysfs import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import (
     SysfsTree, cpu_summary, memory_summary, read_host,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError, run_module
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_module
 
 
 def rasdaemon_path(option):

@@ -23,6 +23,10 @@ description:
     When one does not go offline within O(timeout), every block this task offlined is brought back online and the
     task fails naming the block that held out. The same happens when re-pinning or a CPU fails. Nothing is left half-done.
   - Idempotent. Returns which ids changed, which were already in the requested state, and the domains re-pinned.
+attributes:
+  idempotent:
+    support: full
+    details: A second run finds the CPUs and memory blocks in O(state), and the pins already moved, and changes nothing.
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
@@ -90,10 +94,7 @@ options:
         are still the real ones at O(uri), and the CPUs that stay online come from that tree.
     type: path
     default: /sys
-extends_documentation_fragment:
-  - kvm.hotplug.libvirt
-  - kvm.hotplug.attributes
-  - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
+extends_documentation_fragment: [kvm.hotplug.libvirt, kvm.hotplug.attributes, kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
 notes:
   - A thread is pinned when its domain has a C(<vcpupin>), C(<emulatorpin>) or C(<iothreadpin>) for it,
     a C(<vcpu cpuset>), or C(<vcpu placement='auto'>). Domains without any of these run on any online CPU and the kernel
@@ -247,35 +248,17 @@ note:
   returned: in check mode when memory blocks would go offline
   type: str
 elapsed:
-  description: Seconds the module took.
+  description: Seconds the module took, including the wait for the host lock and the domain locks.
   returned: always
   type: float
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_resource_task import run_task
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import URI_ARGUMENT_SPEC, run_module
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import change_main
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.run import HostChange
 
 
 def main():
-    argument_spec = dict(
-        cpus=dict(type='list', elements='str'),
-        memory_blocks=dict(type='list', elements='str'),
-        numa_node=dict(type='int'),
-        state=dict(type='str', choices=['offline', 'online'], default='offline'),
-        evacuate=dict(type='bool', default=True),
-        repin_on_online=dict(type='bool', default=False),
-        online_type=dict(type='str', choices=['auto', 'online', 'online_movable', 'online_kernel'], default='auto'),
-        timeout=dict(type='int', default=30),
-        sysfs_root=dict(type='path', default='/sys'),
-    )
-    argument_spec.update(URI_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[('cpus', 'memory_blocks', 'numa_node')])
-    if module.params['timeout'] < 0:
-        module.fail_json(msg='timeout must be 0 or more seconds')
-    run_module(module, lambda m: run_task(m.params, m.check_mode, m._diff), needs_libvirt=False)
+    change_main(HostChange)
 
 
 if __name__ == '__main__':

@@ -25,15 +25,13 @@ description:
     online, read through the QEMU guest agent.
   - O(current_memory) sets the balloon target, independently of O(size).
   - Changes of one domain are serialized on the managed host, so concurrent tasks on one domain take turns.
+attributes:
+  idempotent:
+    support: full
+    details: A second run finds the requested size and balloon target and plans nothing.
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
-  name:
-    description:
-      - Name of the domain.
-    type: str
-    required: true
-    aliases: [domain]
   size:
     description:
       - The memory the domain should have, with a unit, for example V(1536MiB) or V(2GiB); plain numbers are MiB.
@@ -83,19 +81,6 @@ options:
       - Live, the module waits until the guest's balloon driver has reached the target (up to O(timeout)); this needs
         the C(virtio_balloon) driver in the guest.
     type: str
-  live:
-    description:
-      - Change the running domain.
-      - On a domain that is not running this is ignored with a warning when O(config=true), and refused otherwise.
-    type: bool
-    default: true
-  config:
-    description:
-      - Change the persistent definition too, so the memory stays after the next boot.
-      - The config is changed after the live change has completed and is left alone when it did not.
-      - Ignored with a warning for a transient domain.
-    type: bool
-    default: true
   wait_for_guest:
     description:
       - After the change, wait until the guest sees the memory, read through the QEMU guest agent
@@ -104,18 +89,12 @@ options:
         driver must have plugged exactly its requested size and the memory blocks online in its range must cover it.
       - Fails when the guest agent cannot be asked, saying why.
       - Also applies when nothing needed to change, so a run with this option confirms the guest's view.
-    type: bool
-    default: false
   timeout:
     description:
       - Seconds to wait, each, for another task's lock on the domain, for the guest to release removed memory
         or reach the balloon target, and (O(wait_for_guest=true)) for the guest to online its memory.
-    type: int
-    default: 60
-extends_documentation_fragment:
-  - kvm.hotplug.libvirt
-  - kvm.hotplug.attributes
-  - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
+extends_documentation_fragment: [kvm.hotplug.libvirt, kvm.hotplug.libvirt.DOMAIN, kvm.hotplug.change,
+                                 kvm.hotplug.attributes, kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
 notes:
   - The domain needs C(<maxMemory slots='N'>) and at least one guest NUMA cell (C(<cpu><numa>)) for memory hotplug;
     both can only be added to the persistent definition and take effect at the next boot.
@@ -303,35 +282,18 @@ verification:
     devices: [{alias: dimm0, model: dimm, expected_mib: 512, qemu_plugged_mib: 512, guest_online_mib: 512,
                agree: true}]
 elapsed:
-  description: Seconds the task took.
+  description: Seconds the task took, including the waits for the domain lock and for the guest.
   returned: always
   type: float
   sample: 2.4
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import URI_ARGUMENT_SPEC, run_module
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_hotplug import run
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import change_main
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.run import MemoryChange
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type='str', required=True, aliases=['domain']),
-        size=dict(type='str'),
-        model=dict(type='str', choices=['dimm', 'virtio-mem'], default='dimm'),
-        dimm_size=dict(type='str'),
-        numa_node=dict(type='int'),
-        current_memory=dict(type='str'),
-        live=dict(type='bool', default=True),
-        config=dict(type='bool', default=True),
-        wait_for_guest=dict(type='bool', default=False),
-        timeout=dict(type='int', default=60),
-    )
-    argument_spec.update(URI_ARGUMENT_SPEC)
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[('size', 'current_memory')])
-    run_module(module, run)
+    change_main(MemoryChange)
 
 
 if __name__ == '__main__':

@@ -24,14 +24,13 @@ description:
     the module checks QEMU. If the guest and QEMU removed the vCPU but libvirt still lists it,
     libvirt's view is stale (QEMU never sent C(DEVICE_DELETED)); the module says so and, with O(stale_view=resync),
     restarts the libvirt daemon so that it re-reads the domain from QEMU.
+attributes:
+  idempotent:
+    support: full
+    details: A second run finds the requested vCPUs enabled (and the maximum set) and plans nothing.
 author:
   - kvm.hotplug developers (@kvm-hotplug)
 options:
-  name:
-    description: Name of the domain.
-    type: str
-    required: true
-    aliases: [domain]
   count:
     description:
       - The number of vCPUs that should be enabled.
@@ -62,20 +61,12 @@ options:
       - With a raised O(maximum), the cell that gets the new vCPUs in the persistent config. A domain with guest NUMA
         cells needs it, because every vCPU must belong to a cell.
     type: int
-  live:
-    description:
-      - Change the running domain.
-      - On a domain that is not running, this is ignored with a warning when O(config=true), and refused otherwise.
-    type: bool
-    default: true
   config:
     description:
       - Change the persistent definition, so the change survives a shutdown and start.
       - With O(live=true) on a running domain the config enables exactly the vCPUs the running domain has after the change,
         and it is written only when the live change completed.
       - Ignored with a warning on a transient domain.
-    type: bool
-    default: true
   maximum:
     description:
       - The maximum vCPU count in the persistent config. It takes effect at the next boot of the domain; the result says so.
@@ -101,14 +92,10 @@ options:
       - After the change, wait until the guest agent reports exactly the expected number of online CPUs.
       - Fails with libvirt's, QEMU's and the guest's views when that does not happen within O(timeout).
       - The guest must online new CPUs itself (most distributions do it with udev rules).
-    type: bool
-    default: false
   timeout:
     description:
       - Seconds to wait, in total, for the lock on the domain, for the guest to eject removed vCPUs and,
         with O(wait_for_guest), for the guest to show the change.
-    type: int
-    default: 60
   raw_queries:
     description:
       - Verify live changes against QEMU's own view with the read-only QMP query C(query-cpus-fast).
@@ -132,14 +119,8 @@ options:
       - Defaults to V(virtqemud) when the modular daemons run, else V(libvirtd).
       - Restarted with C(systemctl) when systemd runs, else with the C(service) command.
     type: str
-extends_documentation_fragment:
-  - kvm.hotplug.libvirt
-  - kvm.hotplug.attributes
-  - kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT
-attributes:
-  idempotent:
-    description: Running the same task again changes nothing.
-    support: full
+extends_documentation_fragment: [kvm.hotplug.libvirt, kvm.hotplug.libvirt.DOMAIN, kvm.hotplug.change,
+                                 kvm.hotplug.attributes, kvm.hotplug.attributes.ACTIONGROUP_LIBVIRT]
 notes:
   - Only one kvm.hotplug task changes a domain at a time on a host; a second one waits for the first (up to O(timeout))
     and then plans from the state the first one left.
@@ -279,85 +260,18 @@ notes:
   type: list
   elements: str
 elapsed:
-  description: Seconds the module took.
+  description: Seconds the module took, including the wait for the domain lock.
   returned: always
   type: float
   sample: 1.37
 '''
 
-import time
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import normalize_id_list
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_lock import DomainLock
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import (
-    URI_ARGUMENT_SPEC, HotplugError, lookup_domain, open_connection, run_module,
-)
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_manager import VcpuManager
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_plan import VcpuRequest
-
-
-def build_request(params):
-    try:
-        vcpus = normalize_id_list(params['vcpus'], what='vCPU') if params['vcpus'] is not None else None
-    except ValueError as exc:
-        raise HotplugError('vcpus: %s' % exc)
-    if params['vcpus'] is not None and not vcpus:
-        raise HotplugError('vcpus is empty: name at least one vCPU id')
-    if params['timeout'] < 0:
-        raise HotplugError('timeout must not be negative, got %d' % params['timeout'])
-    return VcpuRequest(count=params['count'], vcpus=vcpus, state=params['state'] or 'enabled',
-                       numa_node=params['numa_node'], live=params['live'], config=params['config'],
-                       maximum=params['maximum'], guest_agent=params['guest_agent'])
-
-
-def change_vcpus(module):
-    started = time.monotonic()
-    request = build_request(module.params)
-    conn = open_connection(module.params['uri'])
-    manager = None
-    try:
-        dom = lookup_domain(conn, module.params['name'])
-        with DomainLock(dom.UUIDString(), dom.name(), module.params['timeout']):
-            manager = VcpuManager(module, conn, dom, request, started=started)
-            return manager.run()
-    finally:
-        # a resync replaces the connection; close whichever is current
-        current = manager.conn if manager is not None else conn
-        try:
-            current.close()
-        except Exception:  # pylint: disable=broad-except
-            pass
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import change_main
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.run import VcpuChange
 
 
 def main():
-    argument_spec = dict(
-        name=dict(type='str', required=True, aliases=['domain']),
-        count=dict(type='int'),
-        vcpus=dict(type='list', elements='str'),
-        state=dict(type='str', choices=['enabled', 'disabled']),
-        numa_node=dict(type='int'),
-        live=dict(type='bool', default=True),
-        config=dict(type='bool', default=True),
-        maximum=dict(type='int'),
-        guest_agent=dict(type='bool', default=False),
-        wait_for_guest=dict(type='bool', default=False),
-        timeout=dict(type='int', default=60),
-        raw_queries=dict(type='bool', default=True),
-        stale_view=dict(type='str', choices=['fail', 'resync'], default='fail'),
-        libvirt_service=dict(type='str'),
-    )
-    argument_spec.update(URI_ARGUMENT_SPEC)
-    module = AnsibleModule(
-        argument_spec=argument_spec,
-        supports_check_mode=True,
-        mutually_exclusive=[('count', 'vcpus'), ('vcpus', 'numa_node'), ('guest_agent', 'maximum'),
-                            ('guest_agent', 'numa_node')],
-        required_one_of=[('count', 'vcpus', 'maximum')],
-        required_by=dict(state='vcpus'),
-    )
-    run_module(module, change_vcpus)
+    change_main(VcpuChange)
 
 
 if __name__ == '__main__':

@@ -38,8 +38,9 @@ class FakeLibvirtError(libvirt.libvirtError):
 
 class FakeDomain(object):
     def __init__(self, name, live_xml=None, config_xml=None, state=libvirt.VIR_DOMAIN_RUNNING,
-                 persistent=True, job=None, guest_vcpus=None, qmp_replies=None, agent_replies=None):
+                 persistent=True, job=None, guest_vcpus=None, qmp_replies=None, agent_replies=None, uuid=None):
         self._name = name
+        self._uuid = uuid
         self.live_xml = live_xml
         self.config_xml = config_xml if config_xml is not None else live_xml
         self._state = state
@@ -58,7 +59,7 @@ class FakeDomain(object):
         return self._conn
 
     def UUIDString(self):
-        return '00000000-0000-0000-0000-%012d' % (abs(hash(self._name)) % 10 ** 12)
+        return self._uuid or '00000000-0000-0000-0000-%012d' % (abs(hash(self._name)) % 10 ** 12)
 
     def ID(self):
         return 7 if self._state == libvirt.VIR_DOMAIN_RUNNING else -1
@@ -116,8 +117,11 @@ class FakeDomain(object):
 
 
 class FakeConnection(object):
-    def __init__(self, domains=(), uri='qemu:///system'):
+    """One host: its domains, its URI and its host CPUs (all online)."""
+
+    def __init__(self, domains=(), uri='qemu:///system', host_cpus=2):
         self.domains = {d.name(): d for d in domains}
+        self.host_cpus = host_cpus
         for domain in domains:
             domain._conn = self
         self.uri = uri
@@ -144,8 +148,17 @@ class FakeConnection(object):
                                    libvirt.VIR_ERR_NO_DOMAIN)
         return self.domains[name]
 
+    def lookupByUUIDString(self, uuid):
+        for domain in self.domains.values():
+            if domain.UUIDString() == uuid:
+                return domain
+        raise FakeLibvirtError("Domain not found: no domain with matching uuid '%s'" % uuid, libvirt.VIR_ERR_NO_DOMAIN)
+
     def listAllDomains(self, flags=0):
         return list(self.domains.values())
+
+    def getCPUMap(self, flags=0):
+        return (self.host_cpus, [True] * self.host_cpus, self.host_cpus)
 
     def close(self):
         self.closed = True

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import (
     format_cpulist, normalize_id_list, parse_cpulist,
 )
 

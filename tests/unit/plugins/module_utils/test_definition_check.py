@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._definition_check import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition_check import (
     definition_differences, definition_problems, parse_domain_capabilities,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._definition_edit import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition_edit import (
     with_enabled_vcpus, with_memory_device, with_requested_size, with_vcpu_maximum, without_memory_device,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import NumaCell, Topology, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import NumaCell, Topology, parse_domain_xml
 from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import domain_capabilities
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_utils.domain_xml import domain_xml
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import DomainXMLError, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import DomainXMLError, parse_domain_xml
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 

@@ -5,8 +5,8 @@ import sqlite3
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._edac import analyze, read_edac, read_rasdaemon
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_sysfs import SysfsTree, read_host
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.edac import analyze, read_edac, read_rasdaemon
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import SysfsTree, read_host
 from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import (
     BLOCK_SIZE, Block, Cpu, add_edac_controller, build_tree, two_node_host,
 )
@@ -43,9 +43,9 @@ def make_db(path, events):
 
 
 @pytest.fixture
-def edac_host(tmp_path):
+def edac_host(simsysfs):
     """Two sockets, one node each; mc0/mc1 on socket 0 and 1 (skx_edac naming), DIMMs, and legacy csrows."""
-    root = two_node_host(tmp_path / 'sys')
+    root = two_node_host(simsysfs)
     add_edac_controller(root, 0, 'Skylake Socket#0 IMC#0', ce=7, dimms=[
         dict(label='CPU0_DIMM_A1', location='channel 0 slot 0', ce=7),
         dict(label='CPU0_DIMM_B1', location='channel 1 slot 0'),
@@ -72,8 +72,8 @@ def test_read_edac_several_controllers(edac_host):
     assert mc2['dimms'][0]['kind'] == 'rank' and mc2['ce_noinfo_count'] == 3
 
 
-def test_no_edac(tmp_path):
-    root = two_node_host(tmp_path)
+def test_no_edac(simsysfs):
+    root = two_node_host(simsysfs)
     edac = read_edac(SysfsTree(root))
     assert edac['available'] is False and 'no EDAC memory controllers' in edac['reason']
 
@@ -106,8 +106,8 @@ def test_threshold_counts_corrected_errors(edac_host):
     assert 'could not attribute to a DIMM' in noinfo['reason']
 
 
-def test_single_node_host_maps_every_controller_to_it(tmp_path):
-    root = build_tree(str(tmp_path), [Cpu(0, hotpluggable=False), Cpu(1)], [Block(0), Block(1)])
+def test_single_node_host_maps_every_controller_to_it(simsysfs):
+    root = build_tree(simsysfs, [Cpu(0, hotpluggable=False), Cpu(1)], [Block(0), Block(1)])
     add_edac_controller(root, 0, 'ie31200', dimms=[dict(label='DIMM_A1', location='channel 0 slot 0', ue=2)])
     tree = SysfsTree(root)
     failing = analyze(read_host(tree), read_edac(tree), dict(available=False))
@@ -115,10 +115,11 @@ def test_single_node_host_maps_every_controller_to_it(tmp_path):
     assert 'single NUMA node' in failing[0]['mapping']['reason']
 
 
-def test_controller_with_a_node_link(tmp_path):
-    root = two_node_host(tmp_path)
-    mc = add_edac_controller(root, 0, 'F19h', dimms=[dict(label='P1 CHANNEL A', location='csrow 0 channel 0')])
-    os.symlink('../../../node/node1', os.path.join(mc, 'node1'))
+def test_controller_with_a_node_link(simsysfs):
+    root = two_node_host(simsysfs)
+    mc = add_edac_controller(root, 0, 'F19h', dimms=[dict(label='P1 CHANNEL A', location='csrow 0 channel 0')],
+                             node=1)
+    assert os.readlink(os.path.join(mc, 'node1')) == '../../../node/node1'
     tree = SysfsTree(root)
     edac = read_edac(tree)
     analyze(read_host(tree), edac, dict(available=False))
@@ -163,8 +164,8 @@ def test_rasdaemon_summary_maps_addresses_to_blocks(edac_host, tmp_path):
     assert not os.path.exists(db + '-journal')
 
 
-def test_events_match_dimms_by_layer_position_even_without_labels(tmp_path):
-    root = two_node_host(tmp_path / 'sys')
+def test_events_match_dimms_by_layer_position_even_without_labels(simsysfs, tmp_path):
+    root = two_node_host(simsysfs)
     add_edac_controller(root, 0, 'Skylake Socket#0 IMC#0', dimms=[
         dict(label='', location='channel 0 slot 0'), dict(label='', location='channel 1 slot 0')])
     db = make_db(tmp_path / 'db', [dict(label='', mc=0, top=1, middle=0, address=32 * BLOCK_SIZE, count=5)])

@@ -5,17 +5,18 @@ import time
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import _host_offline_plan as hp
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_sysfs import SysfsTree, read_host
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import plan as hp
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import apply as ha
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import SysfsTree, read_host
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import (
-    Block, Cpu, FakeKernel, build_tree, two_node_host,
+    Block, Cpu, Kernel, build_tree, two_node_host,
 )
 
 
 @pytest.fixture
-def host_root(tmp_path):
-    return two_node_host(tmp_path)
+def host_root(simsysfs):
+    return two_node_host(simsysfs)
 
 
 @pytest.fixture
@@ -59,8 +60,8 @@ def test_unknown_ids_are_refused(host):
         hp.resolve_request(host, None, ['6'], None)
 
 
-def test_numa_node_expands_to_all_its_cpus_and_blocks(tmp_path):
-    root = build_tree(str(tmp_path), [Cpu(0, hotpluggable=False), Cpu(1, node=1, online=False), Cpu(2, node=1)],
+def test_numa_node_expands_to_all_its_cpus_and_blocks(simsysfs):
+    root = build_tree(simsysfs, [Cpu(0, hotpluggable=False), Cpu(1, node=1, online=False), Cpu(2, node=1)],
                       [Block(0, 0), Block(1, 1, zones='Movable'), Block(2, 1, zones='Movable')])
     host = read_host(SysfsTree(root))
     cpus, blocks, node = hp.resolve_request(host, None, None, 1)
@@ -72,7 +73,6 @@ def test_numa_node_expands_to_all_its_cpus_and_blocks(tmp_path):
 
 
 def test_plan_offline_sorts_blocks_highest_first_and_splits_already(host_root, host):
-    FakeKernel(host_root)  # nothing written
     plan = hp.plan_host_change(host, 'offline', (2, 3), (1, 32, 33), bound_nodes={})
     assert plan.blocks_change == (33, 32, 1)
     assert plan.cpus_change == (2, 3) and plan.online_cpus_after == (0, 1)
@@ -80,8 +80,8 @@ def test_plan_offline_sorts_blocks_highest_first_and_splits_already(host_root, h
     assert plan.block_zone_before == {1: 'DMA32', 32: 'Movable', 33: 'Movable'}
 
 
-def test_refusals_are_all_listed_before_any_change(tmp_path):
-    root = build_tree(str(tmp_path), [Cpu(0, hotpluggable=False), Cpu(1)],
+def test_refusals_are_all_listed_before_any_change(simsysfs):
+    root = build_tree(simsysfs, [Cpu(0, hotpluggable=False), Cpu(1)],
                       [Block(0, zones='none'), Block(1, zones='Normal', removable=0), Block(2, zones='Movable')])
     host = read_host(SysfsTree(root))
     with pytest.raises(HotplugError) as exc:
@@ -93,8 +93,8 @@ def test_refusals_are_all_listed_before_any_change(tmp_path):
     assert exc.value.msg.endswith('nothing was changed')
 
 
-def test_last_online_cpu_of_the_host(tmp_path):
-    root = build_tree(str(tmp_path), [Cpu(0, hotpluggable=True), Cpu(1, online=False)], [Block(0)])
+def test_last_online_cpu_of_the_host(simsysfs):
+    root = build_tree(simsysfs, [Cpu(0, hotpluggable=True), Cpu(1, online=False)], [Block(0)])
     host = read_host(SysfsTree(root))
     with pytest.raises(HotplugError, match='without an online CPU'):
         hp.plan_host_change(host, 'offline', (0,), ())
@@ -119,8 +119,8 @@ def test_node_used_by_pinned_domains_keeps_a_cpu_and_memory(host, cpus, blocks, 
     hp.plan_host_change(host, 'offline', cpus, blocks, bound_nodes={0: ['other']})
 
 
-def test_plan_online_types(tmp_path):
-    root = build_tree(str(tmp_path), [Cpu(0, hotpluggable=False), Cpu(1, online=False)],
+def test_plan_online_types(simsysfs):
+    root = build_tree(simsysfs, [Cpu(0, hotpluggable=False), Cpu(1, online=False)],
                       [Block(0), Block(1, state='offline', zones='Normal Movable'),
                        Block(2, state='offline', zones='Normal')])
     host = read_host(SysfsTree(root))
@@ -137,8 +137,8 @@ def test_plan_online_types(tmp_path):
     assert hp.plan_host_change(host, 'online', (), (1, 2), 'online').block_online_state == {1: 'online', 2: 'online'}
 
 
-def test_going_offline_block_is_refused(tmp_path):
-    root = build_tree(str(tmp_path), [Cpu(0)], [Block(0, state='going-offline')])
+def test_going_offline_block_is_refused(simsysfs):
+    root = build_tree(simsysfs, [Cpu(0)], [Block(0, state='going-offline')])
     with pytest.raises(HotplugError, match='going offline right now'):
         hp.plan_host_change(read_host(SysfsTree(root)), 'offline', (), (0,))
 
@@ -150,12 +150,12 @@ def _plan(host_root, blocks, state='offline'):
     return SysfsTree(host_root), hp.plan_host_change(host, state, (), blocks)
 
 
-def test_block_that_stays_busy_rolls_everything_back(host_root, mocker):
-    kernel = FakeKernel(host_root, busy={3}).install(mocker)
+def test_block_that_stays_busy_rolls_everything_back(host_root):
+    kernel = Kernel(host_root, busy={3})
     tree, plan = _plan(host_root, (3, 32, 33))
     with pytest.raises(HotplugError) as exc:
-        hp.offline_memory_blocks(tree, plan, timeout=0.3,
-                                 offline_one=lambda t, b, timeout: hp.offline_one_block(t, b, timeout, interval=0.05))
+        ha.offline_memory_blocks(tree, plan, timeout=0.3,
+                                 offline_one=lambda t, b, timeout: ha.offline_one_block(t, b, timeout, interval=0.05))
     msg = exc.value.msg
     assert 'memory block 3 did not go offline within 0.3 s' in msg and 'EBUSY' in msg
     assert 'brought memory blocks 32, 33 back online' in msg and 'the host is as it was before' in msg
@@ -167,19 +167,19 @@ def test_block_that_stays_busy_rolls_everything_back(host_root, mocker):
     assert attempts[33] == 1 and attempts[3] > 2
 
 
-def test_busy_then_free_block_goes_offline(host_root, mocker):
-    kernel = FakeKernel(host_root, busy={32}, busy_times=2).install(mocker)
+def test_busy_then_free_block_goes_offline(host_root):
+    kernel = Kernel(host_root, busy={32}, busy_times=2)
     tree, plan = _plan(host_root, (32,))
     sleeps = []
-    attempt = hp.offline_one_block(tree, 32, 10, interval=0.5, sleep=sleeps.append)
+    attempt = ha.offline_one_block(tree, 32, 10, interval=0.5, sleep=sleeps.append)
     assert attempt.attempts == 3 and kernel.state(32) == 'offline' and sleeps == [0.5, 0.5]
 
 
-def test_final_error_is_not_retried(host_root, mocker):
-    kernel = FakeKernel(host_root, final={5: errno.EINVAL}).install(mocker)
+def test_final_error_is_not_retried(host_root):
+    kernel = Kernel(host_root, final={5: errno.EINVAL})
     tree, plan = _plan(host_root, (5, 35))
     with pytest.raises(HotplugError) as exc:
-        hp.offline_memory_blocks(tree, plan, timeout=30)
+        ha.offline_memory_blocks(tree, plan, timeout=30)
     assert 'memory block 5 cannot go offline: EINVAL' in exc.value.msg
     assert 'brought memory block 35 back online' in exc.value.msg
     assert kernel.busy_count == {} and kernel.state(35) == 'online'
@@ -187,40 +187,40 @@ def test_final_error_is_not_retried(host_root, mocker):
     assert writes == [('devices/system/memory/memory5/state', 'offline')]
 
 
-def test_rollback_that_fails_says_so(host_root, mocker):
-    kernel = FakeKernel(host_root, busy={3}, online_errors={33: errno.ENOMEM}).install(mocker)
+def test_rollback_that_fails_says_so(host_root):
+    kernel = Kernel(host_root, busy={3}, online_errors={33: errno.ENOMEM})
     tree, plan = _plan(host_root, (3, 33))
     with pytest.raises(HotplugError) as exc:
-        hp.offline_memory_blocks(tree, plan, timeout=0)
+        ha.offline_memory_blocks(tree, plan, timeout=0)
     assert 'ROLLBACK INCOMPLETE: memory block 33 stayed offline' in exc.value.msg
     assert exc.value.details['rollback_failed'] == {33: 'ENOMEM (Cannot allocate memory)'}
     assert kernel.state(33) == 'offline'
 
 
-def test_a_write_the_kernel_keeps_blocking_is_interrupted_at_the_deadline(host_root, mocker):
-    kernel = FakeKernel(host_root, block_write=lambda block: time.sleep(5) if block == 33 else None).install(mocker)
+def test_a_write_the_kernel_keeps_blocking_is_interrupted_at_the_deadline(host_root):
+    kernel = Kernel(host_root, hang={33: 5})
     tree, plan = _plan(host_root, (33,))
     started = time.monotonic()
     with pytest.raises(HotplugError) as exc:
-        hp.offline_one_block(tree, 33, 0.3)
+        ha.offline_one_block(tree, 33, 0.3)
     assert time.monotonic() - started < 2
     assert 'did not go offline within 0.3 s' in exc.value.msg and 'still migrating' in exc.value.msg
     assert kernel.state(33) == 'online'
 
 
-def test_cpu_failure_undoes_the_cpus_done(host_root, mocker):
-    kernel = FakeKernel(host_root, cpu_errors={3: errno.EBUSY}).install(mocker)
+def test_cpu_failure_undoes_the_cpus_done(host_root):
+    kernel = Kernel(host_root, cpu_errors={3: errno.EBUSY})
     with pytest.raises(HotplugError) as exc:
-        hp.set_cpus(SysfsTree(host_root), (1, 2, 3), online=False)
+        ha.set_cpus(SysfsTree(host_root), (1, 2, 3), online=False)
     assert 'CPU 3 cannot go offline: EBUSY' in exc.value.msg and 'set CPU 1-2 online again' in exc.value.msg
     assert all(kernel.cpu_online(c) for c in (1, 2, 3))
 
 
-def test_cpu_online_failure_keeps_what_came_online(tmp_path, mocker):
-    root = build_tree(str(tmp_path), [Cpu(0, hotpluggable=False), Cpu(1, online=False), Cpu(2, online=False)],
+def test_cpu_online_failure_keeps_what_came_online(simsysfs):
+    root = build_tree(simsysfs, [Cpu(0, hotpluggable=False), Cpu(1, online=False), Cpu(2, online=False)],
                       [Block(0)])
-    kernel = FakeKernel(root, cpu_errors={2: errno.EIO}).install(mocker)
+    kernel = Kernel(root, cpu_errors={2: errno.EIO})
     with pytest.raises(HotplugError) as exc:
-        hp.set_cpus(SysfsTree(root), (1, 2), online=True, rollback=False)
+        ha.set_cpus(SysfsTree(root), (1, 2), online=True, rollback=False)
     assert 'CPU 2 cannot go online' in exc.value.msg and exc.value.details['changed_cpus'] == [1]
     assert kernel.cpu_online(1) and not kernel.cpu_online(2)

@@ -4,25 +4,25 @@ import os
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._host_sysfs import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import (
     SysfsTree, cpu_summary, memory_summary, read_host,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import (
     BLOCK_SIZE, Block, Cpu, build_tree, two_node_host,
 )
 
 
-def test_cpu0_without_online_file_is_online_and_not_hotpluggable(tmp_path):
-    host = read_host(SysfsTree(two_node_host(tmp_path)))
+def test_cpu0_without_online_file_is_online_and_not_hotpluggable(simsysfs):
+    host = read_host(SysfsTree(two_node_host(simsysfs)))
     cpu0 = host.cpus[0]
     assert cpu0.online and not cpu0.hotpluggable
     assert host.cpus[1].hotpluggable
     assert host.online_cpus == (0, 1, 2, 3)
 
 
-def test_offline_cpu_keeps_its_node_link_but_loses_topology(tmp_path):
-    root = build_tree(str(tmp_path), [Cpu(0, hotpluggable=False), Cpu(1), Cpu(2, node=1, online=False)],
+def test_offline_cpu_keeps_its_node_link_but_loses_topology(simsysfs):
+    root = build_tree(simsysfs, [Cpu(0, hotpluggable=False), Cpu(1), Cpu(2, node=1, online=False)],
                       [Block(0, 0), Block(1, 1)])
     host = read_host(SysfsTree(root))
     cpu2 = host.cpus[2]
@@ -34,8 +34,8 @@ def test_offline_cpu_keeps_its_node_link_but_loses_topology(tmp_path):
     assert summary['online'] == '0-1' and summary['offline'] == '2'
 
 
-def test_memory_blocks(tmp_path):
-    host = read_host(SysfsTree(two_node_host(tmp_path)))
+def test_memory_blocks(simsysfs):
+    host = read_host(SysfsTree(two_node_host(simsysfs)))
     memory = host.memory
     assert memory.block_size == BLOCK_SIZE
     block = memory.blocks[34]
@@ -50,8 +50,8 @@ def test_memory_blocks(tmp_path):
     assert summary['movable'] == [32, 33, 34, 35] and summary['offline'] == [] and summary['block_size_mib'] == 128
 
 
-def test_phys_index_need_not_equal_the_block_id(tmp_path):
-    root = build_tree(str(tmp_path), [Cpu(0)], [Block(7, 0, phys_index=0x20)])
+def test_phys_index_need_not_equal_the_block_id(simsysfs):
+    root = build_tree(simsysfs, [Cpu(0)], [Block(7, 0, phys_index=0x20)])
     memory = read_host(SysfsTree(root)).memory
     assert memory.blocks[7].start == 0x20 * BLOCK_SIZE
     assert memory.block_of_address(0x20 * BLOCK_SIZE + 1) == 7

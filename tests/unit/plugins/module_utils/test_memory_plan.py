@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import MemoryDevice, parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_plan import (
-    AddDimm, AddVirtioMem, MemoryRequest, RemoveDimm, ResizeVirtioMem, SetBalloon, describe_action,
-    memory_size_kib, memory_view, node_memory_kib, plan_memory, predict, select_dimms, spread_over_cells,
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import MemoryDevice, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.plan import (
+    AddDimm, AddVirtioMem, MemoryRequest, RemoveDimm, ResizeVirtioMem, SetBalloon, plan_memory, select_dimms,
+    spread_over_cells,
 )
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.predict import describe_action, predict
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.sizes import memory_size_kib, memory_view, node_memory_kib
 
 MIB = 1024
 GIB = 1024 * MIB

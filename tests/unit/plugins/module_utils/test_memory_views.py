@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import MemoryDevice, parse_domain_xml
-from ansible_collections.kvm.hotplug.plugins.module_utils._memory_devices import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import MemoryDevice, parse_domain_xml
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.devices import (
     dimm_xml, existing_device_xml, virtio_mem_xml, with_requested,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._verify import compare_memory_views
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory.verify import compare_memory_views
 
 MIB = 1024
 BLOCK = 128 * 1024 * 1024

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._units import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import (
     format_kib, kib_to_mib, parse_size_kib, xml_size_kib,
 )
 

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_runtime import JobInfo
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_plan import VcpuRequest, plan_vcpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import JobInfo
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.plan import VcpuRequest, plan_vcpus
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_utils.domain_xml import domain_xml, snapshot
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu_verify import (
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.verify import (
     COMPLETE, GUEST_PENDING, PARTIAL, PENDING, STALE, UNVERIFIED, VcpuViews, classify, views_disagree,
 )
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._verify import compare_vcpu_views
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.verify import compare_vcpu_views
 
 
 def test_all_views_agree():

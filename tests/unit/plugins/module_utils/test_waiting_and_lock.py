@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_lock import DomainLock
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
-from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import wait_for
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.lock import DomainLock
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import wait_for
 from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_clock import FakeClock
 
 
@@ -66,7 +66,7 @@ def test_lock_falls_back_to_next_directory(tmp_path):
 
 
 def test_call_with_deadline_returns_and_raises():
-    from ansible_collections.kvm.hotplug.plugins.module_utils._waiting import DeadlineExceeded, call_with_deadline
+    from ansible_collections.kvm.hotplug.plugins.module_utils._common.waiting import DeadlineExceeded, call_with_deadline
     assert call_with_deadline(lambda a, b: a + b, 1, 2, 3) == 5
     with pytest.raises(ZeroDivisionError):
         call_with_deadline(lambda: 1 / 0, 1)

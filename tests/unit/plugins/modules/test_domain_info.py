@@ -5,7 +5,7 @@ import os
 import libvirt
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import _guest_agent, _libvirt_connection, _qemu_monitor
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import connection as _libvirt_connection
 from ansible_collections.kvm.hotplug.plugins.modules import domain_info
 from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import (
     FakeConnection, FakeDomain, FakeLibvirtError,
@@ -21,7 +21,7 @@ def xml(name):
 
 
 @pytest.fixture
-def connection(mocker):
+def connection(hypervisor):
     conn = FakeConnection([
         FakeDomain('lab-numa', xml('numa-live.xml'),
                    guest_vcpus={'vcpus': '0-2', 'online': '0-2', 'offlinable': '1-2'},
@@ -31,8 +31,7 @@ def connection(mocker):
                                   'guest-get-memory-block-info': {'size': 128 * 1024 * 1024}}),
         FakeDomain('plain', config_xml=xml('minimal-inactive.xml'), state=libvirt.VIR_DOMAIN_SHUTOFF),
     ])
-    mocker.patch.object(_libvirt_connection.libvirt, 'open', return_value=conn)
-    return conn
+    return hypervisor.add_host(conn)
 
 
 def test_all_domains(connection, capsys):
@@ -49,10 +48,8 @@ def test_all_domains(connection, capsys):
     assert connection.closed
 
 
-def test_raw_queries_find_stale_libvirt_view(connection, capsys, mocker):
+def test_raw_queries_find_stale_libvirt_view(connection, capsys):
     dom = connection.domains['lab-numa']
-    mocker.patch.object(_qemu_monitor.libvirt_qemu, 'qemuMonitorCommand', side_effect=lambda d, c, f: d.qmp(c))
-    mocker.patch.object(_guest_agent.libvirt_qemu, 'qemuAgentCommand', side_effect=lambda d, c, t, f: d.agent(c))
     result, failed = run_main(domain_info.main, {'name': 'lab-numa', 'raw_queries': True}, capsys)
     assert not failed
     entry = result['domains'][0]
@@ -113,7 +110,7 @@ def test_agent_returning_none_is_unavailable(connection, capsys):
 
 def test_hung_guest_agent_is_reported_not_waited_for(connection, capsys, mocker):
     import time as _time
-    from ansible_collections.kvm.hotplug.plugins.module_utils import _guest_agent
+    from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import guest_agent as _guest_agent
     mocker.patch.object(_guest_agent, 'AGENT_TIMEOUT_SECONDS', 0.3)
     mocker.patch.object(_guest_agent, '_HUNG_AGENTS', {})
     dom = connection.domains['lab-numa']
@@ -127,8 +124,8 @@ def test_hung_guest_agent_is_reported_not_waited_for(connection, capsys, mocker)
 
 def test_agent_that_answers_late_is_asked_again(mocker):
     import threading
-    from ansible_collections.kvm.hotplug.plugins.module_utils import _guest_agent
-    from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import parse_domain_xml
+    from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import guest_agent as _guest_agent
+    from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import parse_domain_xml
     mocker.patch.object(_guest_agent, 'AGENT_TIMEOUT_SECONDS', 0.2)
     mocker.patch.object(_guest_agent, '_HUNG_AGENTS', {})
     dom = FakeDomain('lab-numa', xml('numa-live.xml'), guest_vcpus={'vcpus': '0-2', 'online': '0-2', 'offlinable': '1-2'})

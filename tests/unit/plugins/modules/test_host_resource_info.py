@@ -10,8 +10,8 @@ from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import (
 )
 
 
-def test_reads_a_whole_host(tmp_path, capsys):
-    root = two_node_host(tmp_path / 'sys')
+def test_reads_a_whole_host(simsysfs, tmp_path, capsys):
+    root = two_node_host(simsysfs)
     add_edac_controller(root, 0, 'Skylake Socket#0 IMC#0', dimms=[dict(label='A1', location='channel 0 slot 0')])
     add_edac_controller(root, 1, 'Skylake Socket#1 IMC#0',
                         dimms=[dict(label='B1', location='channel 0 slot 0', ce=250)])
@@ -33,24 +33,24 @@ def test_reads_a_whole_host(tmp_path, capsys):
                                       reason=failing['mapping']['reason'])
 
 
-def test_no_rasdaemon_database(tmp_path, capsys):
-    root = two_node_host(tmp_path / 'sys')
+def test_no_rasdaemon_database(simsysfs, capsys):
+    root = two_node_host(simsysfs)
     result, failed = run_main(host_resource_info.main, dict(sysfs_root=root, rasdaemon_db=''), capsys)
     assert not failed and result['rasdaemon']['available'] is False and result['edac']['available'] is False
     assert result['failing'] == []
 
 
-def test_default_database_paths(tmp_path, capsys, mocker):
+def test_default_database_paths(simsysfs, tmp_path, capsys, mocker):
     second = tmp_path / 'ras-mc_ctx.db'
     make_db(second, [])
     mocker.patch.object(host_resource_info, 'RASDAEMON_DB_PATHS', (str(tmp_path / 'ras-mc_event.db'), str(second)))
-    root = two_node_host(tmp_path / 'sys')
+    root = two_node_host(simsysfs)
     result, failed = run_main(host_resource_info.main, dict(sysfs_root=root), capsys)
     assert not failed and result['rasdaemon']['path'] == str(second) and result['rasdaemon']['available']
 
 
-def test_bad_threshold_and_bad_root(tmp_path, capsys):
-    root = two_node_host(tmp_path / 'sys')
+def test_bad_threshold_and_bad_root(simsysfs, tmp_path, capsys):
+    root = two_node_host(simsysfs)
     result, failed = run_main(host_resource_info.main, dict(sysfs_root=root, ce_threshold=0), capsys)
     assert failed and 'ce_threshold' in result['msg']
     result, failed = run_main(host_resource_info.main, dict(sysfs_root=str(tmp_path / 'nothing')), capsys)

@@ -5,42 +5,34 @@ import os
 
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import (
-    _domain_lock, _host_resource_task, _libvirt_connection, _memory_zone_record,
-)
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import run as _host_resource_task
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import zone_record as _memory_zone_record
 from ansible_collections.kvm.hotplug.plugins.modules import host_resource_offline
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_runner import run_main
-from ansible_collections.kvm.hotplug.tests.unit.plugins.pinning_fakes import (
-    CONFIG, LIVE, PinnableDomain, PinningConnection, domain_xml,
-)
-from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import FakeKernel, two_node_host
+from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_hypervisor import CONFIG, LIVE, PinnableDomain
+from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeConnection
+from ansible_collections.kvm.hotplug.tests.unit.plugins.module_utils.domain_xml import pinned_xml
+from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import Kernel, two_node_host
 
 
 @pytest.fixture(autouse=True)
-def lock_dir(tmp_path, mocker):
+def zone_record_dir(tmp_path, mocker):
     mocker.patch.object(_memory_zone_record, 'RECORD_DIRS', (str(tmp_path / 'run'),))
-    mocker.patch.object(_domain_lock, 'LOCK_DIRS', (str(tmp_path / 'locks'),))
-    original = _domain_lock.DomainLock.__init__
-
-    def init(self, uuid, name, timeout, lock_dirs=None):
-        original(self, uuid, name, timeout, lock_dirs=(str(tmp_path / 'locks'),))
-    mocker.patch.object(_domain_lock.DomainLock, '__init__', init)
 
 
 @pytest.fixture
-def host(tmp_path, mocker):
-    root = two_node_host(tmp_path / 'sys')
-    return root, FakeKernel(root).install(mocker)
+def host(simsysfs):
+    root = two_node_host(simsysfs)
+    return root, Kernel(root)
 
 
 @pytest.fixture
-def libvirt_conn(mocker):
-    conn = PinningConnection([
-        PinnableDomain('pinned', domain_xml('pinned', vcpus=2, vcpupin={0: '0', 1: '3'}, emulatorpin='2-3')),
-        PinnableDomain('free', domain_xml('free')),
+def libvirt_conn(hypervisor):
+    conn = FakeConnection([
+        PinnableDomain('pinned', pinned_xml('pinned', vcpus=2, vcpupin={0: '0', 1: '3'}, emulatorpin='2-3')),
+        PinnableDomain('free', pinned_xml('free')),
     ], host_cpus=4)
-    mocker.patch.object(_libvirt_connection.libvirt, 'open', return_value=conn)
-    return conn
+    return hypervisor.add_host(conn)
 
 
 def tree_snapshot(root):
@@ -87,9 +79,9 @@ def test_memory_blocks_offline_check_mode_real_run_and_idempotence(host, capsys)
     assert kernel.zones(32) == 'Movable' and result['domains_checked'] is False
 
 
-def test_block_that_stays_busy_fails_and_rolls_back(tmp_path, capsys, mocker):
-    root = two_node_host(tmp_path / 'sys')
-    kernel = FakeKernel(root, busy={3}).install(mocker)
+def test_block_that_stays_busy_fails_and_rolls_back(simsysfs, capsys):
+    root = two_node_host(simsysfs)
+    kernel = Kernel(root, busy={3})
     result, failed = run(capsys, root, memory_blocks=['3', '32', '33'], timeout=1, evacuate=False)
     assert failed and result['changed'] is False
     assert result['msg'].startswith('memory block 3 did not go offline within 1 s')
@@ -125,9 +117,9 @@ def test_numa_node_as_one_unit_without_libvirt(host, capsys):
     assert [kernel.zones(b) for b in (4, 5, 34, 35)] == ['DMA32', 'DMA32', 'Movable', 'Movable']
 
 
-def test_numa_node_with_an_unmovable_block_rolls_back(tmp_path, capsys, mocker):
-    root = two_node_host(tmp_path / 'sys')
-    kernel = FakeKernel(root, final={5: errno.EINVAL}).install(mocker)
+def test_numa_node_with_an_unmovable_block_rolls_back(simsysfs, capsys):
+    root = two_node_host(simsysfs)
+    kernel = Kernel(root, final={5: errno.EINVAL})
     result, failed = run(capsys, root, numa_node=1, evacuate=False)
     assert failed and 'memory block 5 cannot go offline: EINVAL' in result['msg']
     assert all(kernel.state(b) == 'online' for b in (4, 5, 34, 35))
@@ -162,9 +154,9 @@ def test_evacuation_then_repin(host, capsys, libvirt_conn):
     assert not failed and not result['changed']
 
 
-def test_cpu_offline_failure_puts_pins_back(tmp_path, capsys, mocker, libvirt_conn):
-    root = two_node_host(tmp_path / 'sys')
-    kernel = FakeKernel(root, cpu_errors={3: errno.EBUSY}).install(mocker)
+def test_cpu_offline_failure_puts_pins_back(simsysfs, capsys, libvirt_conn):
+    root = two_node_host(simsysfs)
+    kernel = Kernel(root, cpu_errors={3: errno.EBUSY})
     dom = libvirt_conn.domains['pinned']
     result, failed = run(capsys, root, cpus=['2-3'], memory_blocks=['34'])
     assert failed and 'CPU 3 cannot go offline: EBUSY' in result['msg']
@@ -176,7 +168,7 @@ def test_cpu_offline_failure_puts_pins_back(tmp_path, capsys, mocker, libvirt_co
 
 def test_domain_with_no_cpu_left_is_refused(host, capsys, libvirt_conn):
     root, kernel = host
-    libvirt_conn.domains['boxed'] = PinnableDomain('boxed', domain_xml('boxed', cpuset='2-3'))
+    libvirt_conn.domains['boxed'] = PinnableDomain('boxed', pinned_xml('boxed', cpuset='2-3'))
     result, failed = run(capsys, root, cpus=['2-3'])
     assert failed and "domain boxed (live): its <vcpu cpuset> 2-3 has no CPU left" in result['msg']
     assert kernel.writes == [] and libvirt_conn.domains['pinned'].pin_calls == []
@@ -184,7 +176,7 @@ def test_domain_with_no_cpu_left_is_refused(host, capsys, libvirt_conn):
 
 def test_node_bound_by_a_domain_keeps_its_last_cpu(host, capsys, libvirt_conn):
     root, kernel = host
-    libvirt_conn.domains['db'] = PinnableDomain('db', domain_xml('db', numatune=('strict', '1')))
+    libvirt_conn.domains['db'] = PinnableDomain('db', pinned_xml('db', numatune=('strict', '1')))
     result, failed = run(capsys, root, cpus=['2-3'])
     assert failed and 'last online CPU of NUMA node 1' in result['msg'] and 'db' in result['msg']
     assert kernel.writes == []
@@ -209,13 +201,13 @@ def test_options_validation(host, capsys):
     assert failed and 'timeout' in result['msg']
 
 
-def test_online_without_a_record_follows_the_host_policy(tmp_path, capsys, mocker):
+def test_online_without_a_record_follows_the_host_policy(simsysfs, capsys):
     from ansible_collections.kvm.hotplug.tests.unit.plugins.sysfs_trees import Block, Cpu, build_tree
     for policy, expected in (('online_movable', 'online_movable'), ('offline', 'online'),
                              ('online_kernel', 'online_kernel')):
-        root = build_tree(str(tmp_path / policy), [Cpu(0, hotpluggable=False)],
+        root = build_tree(simsysfs, [Cpu(0, hotpluggable=False)],
                           [Block(0), Block(1, state='offline', zones='Normal Movable')], auto_online=policy)
-        FakeKernel(root).install(mocker)
+        Kernel(root)
         result, failed = run(capsys, root, memory_blocks=['1'], state='online')
         assert not failed and result['memory_online_state'] == {'1': expected}, policy
 

@@ -1,205 +1,29 @@
 """memory_hotplug's main(): apply, verify, report, and the failure paths the lab cannot produce on demand.
 
-The fake domain keeps a live and a persistent XML and changes them the way
-libvirt does on attach, detach, update and setMemoryFlags; QEMU's
-query-memory-devices and the guest agent's memory blocks are computed from the
-live XML.  `unplug` says what the fake guest does with a removal request.
+The fake domain (fake_hypervisor.MemoryDomain) keeps a live and a persistent XML and changes
+them the way libvirt does on attach, detach, update and setMemoryFlags.
 """
 from __future__ import annotations
 
-import functools
 import json
-import os
 
 import libvirt
 import pytest
-from lxml import etree
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import (
-    _domain_lock, _libvirt_connection, _memory_apply, _memory_hotplug, _qemu_monitor, _tcg_hazard, _waiting,
-)
-from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt_connection import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import tcg_hazard as _tcg_hazard
+from ansible_collections.kvm.hotplug.plugins.module_utils._memory import run as _memory_hotplug
 from ansible_collections.kvm.hotplug.plugins.modules import memory_hotplug
-from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_clock import FakeClock
-from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import (
-    FakeConnection, FakeDomain, FakeLibvirtError,
-)
+from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_hypervisor import MIB, MemoryDomain
+from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeConnection, FakeLibvirtError
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_runner import run_main
-
-FIXTURES = os.path.join(os.path.dirname(__file__), '..', 'module_utils', 'fixtures')
-MIB = 1024
-BLOCK_BYTES = 128 * 1024 * 1024
-HOTPLUG_BASE = 4 * 1024 ** 3
-
-
-class MemoryDomain(FakeDomain):
-    """A running domain whose memory devices change like libvirt's, with a scriptable guest."""
-
-    def __init__(self, name='lab-mem', unplug='complete', guest_onlines=True, balloon=True, **kwargs):
-        with open(os.path.join(FIXTURES, 'mem-live.xml')) as handle:
-            live = handle.read()
-        config = live.replace(" id='13'", '').replace(" state='connected'", '')
-        super(MemoryDomain, self).__init__(name, live_xml=live, config_xml=config, **kwargs)
-        self.unplug = unplug              # 'complete', 'pending' or 'reject'
-        self.guest_onlines = guest_onlines
-        self.balloon = balloon
-        self.writes = []
-
-    # --- libvirt API -------------------------------------------------------------
-    def attachDeviceFlags(self, xml, flags):
-        self.writes.append(('attach', flags))
-        for live in self._targets(flags):
-            root = self._root(live)
-            device = etree.fromstring(xml)
-            model = device.get('model')
-            size = int(device.findtext('target/size'))
-            if live:
-                index = len(root.findall("devices/memory[@model='%s']" % model))
-                etree.SubElement(device, 'alias', name='%s%d' % (model.replace('-', ''), index))
-                if model == 'dimm':
-                    slot = min(set(range(8)) - set(int(a.get('slot')) for a in root.findall('devices/memory/address')))
-                    etree.SubElement(device, 'address', type='dimm', slot=str(slot), base=hex(self._next_base(root)))
-                else:
-                    etree.SubElement(device.find('target'), 'current', unit='KiB').text = (
-                        device.findtext('target/requested') if self.guest_onlines else '0')
-                    etree.SubElement(device, 'address', type='pci', slot='0x09')
-            elif model == 'dimm':
-                etree.SubElement(device, 'address', type='dimm', slot=str(len(root.findall('devices/memory'))))
-            root.find('devices').append(device)
-            gained = size if model == 'dimm' or not live else int(device.findtext('target/current'))
-            self._add_memory(root, size, gained)
-            self._store(live, root)
-        return 0
-
-    def detachDeviceFlags(self, xml, flags):
-        self.writes.append(('detach', flags))
-        wanted = etree.fromstring(xml)
-        for live in self._targets(flags):
-            root = self._root(live)
-            match = [d for d in root.findall('devices/memory') if etree.tostring(d) == etree.tostring(wanted)]
-            if not match:
-                raise FakeLibvirtError("device not found: model 'dimm' memory device not present in the domain "
-                                       "configuration", libvirt.VIR_ERR_DEVICE_MISSING)
-            if live and self.unplug == 'reject':
-                raise FakeLibvirtError('operation failed: unplug of device was rejected by the guest',
-                                       libvirt.VIR_ERR_OPERATION_FAILED)
-            if live and self.unplug == 'pending':
-                continue
-            size = int(match[0].findtext('target/size'))
-            root.find('devices').remove(match[0])
-            self._add_memory(root, -size, -size)
-            self._store(live, root)
-        return 0
-
-    def updateDeviceFlags(self, xml, flags):
-        self.writes.append(('update', flags))
-        wanted = etree.fromstring(xml)
-        for live in self._targets(flags):
-            root = self._root(live)
-            for device in root.findall("devices/memory[@model='virtio-mem']"):
-                if live and device.find('alias').get('name') != wanted.find('alias').get('name'):
-                    continue
-                requested = int(wanted.findtext('target/requested'))
-                device.find('target/requested').text = str(requested)
-                if live:
-                    current = device.find('target/current')
-                    old = int(current.text)
-                    if self.unplug == 'complete' and (self.guest_onlines or requested < old):
-                        current.text = str(requested)
-                        self._add_memory(root, 0, requested - old)
-            self._store(live, root)
-        return 0
-
-    def setMemoryFlags(self, kib, flags):
-        self.writes.append(('balloon', flags))
-        for live in self._targets(flags):
-            root = self._root(live)
-            if not live or self.balloon:
-                root.find('currentMemory').text = str(kib)
-            self._store(live, root)
-        return 0
-
-    # --- QEMU and the guest agent (through the patched libvirt_qemu functions) -------
-    def qmp(self, command_json):
-        command = json.loads(command_json)['execute']
-        assert command == 'query-memory-devices'
-        devices = []
-        for device in self._root(True).findall('devices/memory'):
-            alias = device.find('alias').get('name')
-            size = int(device.findtext('target/size')) * 1024
-            if device.get('model') == 'dimm':
-                data = dict(id=alias, addr=int(device.find('address').get('base'), 16), size=size,
-                            node=int(device.findtext('target/node')), slot=int(device.find('address').get('slot')))
-            else:
-                data = dict(id=alias, memaddr=HOTPLUG_BASE + 8 * 1024 ** 3, size=int(device.findtext('target/current')) * 1024,
-                            **{'requested-size': int(device.findtext('target/requested')) * 1024, 'max-size': size})
-            devices.append(dict(type=device.get('model'), data=data))
-        return json.dumps({'return': devices})
-
-    def agent(self, command_json):
-        command = json.loads(command_json)['execute']
-        if command == 'guest-get-memory-block-info':
-            return json.dumps({'return': {'size': BLOCK_BYTES}})
-        blocks = [dict(online=True, **{'phys-index': i}) for i in range(4)]  # 512 MiB boot memory
-        for entry in json.loads(self.qmp('{"execute": "query-memory-devices"}'))['return']:
-            data = entry['data']
-            start = data.get('addr', data.get('memaddr')) // BLOCK_BYTES
-            for i in range(data['size'] // BLOCK_BYTES):
-                blocks.append(dict(online=self.guest_onlines, **{'phys-index': start + i}))
-        return json.dumps({'return': blocks})
-
-    # --- helpers -----------------------------------------------------------------
-    def _targets(self, flags):
-        return [live for live, flag in ((True, libvirt.VIR_DOMAIN_AFFECT_LIVE), (False, libvirt.VIR_DOMAIN_AFFECT_CONFIG))
-                if flags & flag]
-
-    def _root(self, live):
-        return etree.fromstring(self.live_xml if live else self.config_xml)
-
-    def _store(self, live, root):
-        text = etree.tostring(root, encoding='unicode')
-        if live:
-            self.live_xml = text
-        else:
-            self.config_xml = text
-
-    @staticmethod
-    def _add_memory(root, total, current):
-        for tag, change in (('memory', total), ('currentMemory', current)):
-            root.find(tag).text = str(int(root.findtext(tag)) + change)
-
-    @staticmethod
-    def _next_base(root):
-        end = HOTPLUG_BASE
-        for device in root.findall("devices/memory[@model='dimm']"):
-            end = max(end, int(device.find('address').get('base'), 16) + int(device.findtext('target/size')) * 1024)
-        return end
-
-    # libvirt state for the assertions
-    def devices(self, live=True):
-        root = self._root(live)
-        return [(d.get('model'), int(d.findtext('target/size')) // MIB, d.findtext('target/requested'))
-                for d in root.findall('devices/memory')]
-
-    def memory_mib(self, live=True):
-        root = self._root(live)
-        return int(root.findtext('memory')) // MIB, int(root.findtext('currentMemory')) // MIB
 
 
 @pytest.fixture
-def lab(mocker, tmp_path):
-    """Patch libvirt.open to a connection with one MemoryDomain; waits run on a fake clock."""
+def lab(hypervisor, fake_clock):
+    """One MemoryDomain on the fake hypervisor; waits run on the fake clock."""
     dom = MemoryDomain()
-    conn = FakeConnection([dom])
-    mocker.patch.object(_libvirt_connection.libvirt, 'open', return_value=conn)
-    mocker.patch.object(_qemu_monitor.libvirt_qemu, 'qemuMonitorCommand', side_effect=lambda d, c, f: d.qmp(c))
-    mocker.patch.object(_qemu_monitor.libvirt_qemu, 'qemuAgentCommand', side_effect=lambda d, c, t, f: d.agent(c))
-    clock = FakeClock()
-    fake_wait = functools.partial(_waiting.wait_for, sleep=clock.sleep, clock=clock)
-    mocker.patch.object(_memory_apply, 'wait_for', fake_wait)
-    mocker.patch.object(_memory_hotplug, 'wait_for', fake_wait)
-    mocker.patch.object(_memory_hotplug, 'DomainLock',
-                        functools.partial(_domain_lock.DomainLock, lock_dirs=(str(tmp_path),)))
+    hypervisor.add_host(FakeConnection([dom]))
     return dom
 
 

@@ -8,154 +8,22 @@ guest ejects, no DEVICE_DELETED: libvirt times out and goes stale), 'stuck'
 """
 from __future__ import annotations
 
-import json
-
 import libvirt
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils import (
-    _domain_lock, _libvirt_connection, _libvirt_resync, _qemu_monitor, _vcpu_manager,
-)
+from ansible_collections.kvm.hotplug.plugins.module_utils._common import lock as _domain_lock
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import connection as _libvirt_connection
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import resync as _libvirt_resync
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt import qemu_monitor as _qemu_monitor
+from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu import run as _vcpu_manager
 from ansible_collections.kvm.hotplug.plugins.modules import vcpu_hotplug
-from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import format_cpulist
-from ansible_collections.kvm.hotplug.plugins.module_utils._domain_model import parse_domain_xml
-from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeConnection, FakeLibvirtError
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import parse_domain_xml
+from ansible_collections.kvm.hotplug.tests.unit.plugins.fake_hypervisor import SimDomain
+from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeConnection
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_runner import run_main
-from ansible_collections.kvm.hotplug.tests.unit.plugins.module_utils.domain_xml import domain_xml
-
-
-class SimDomain(object):
-    def __init__(self, name='sim', enabled=(0, 1), behaviour='kvm', domain_type='kvm', add_fails=False, job=None,
-                 uuid='11111111-2222-3333-4444-555555555555'):
-        self._name = name
-        self._uuid = uuid
-        self.libvirt = set(enabled)
-        self.config = set(enabled)
-        self.qemu = set(enabled)
-        self.guest = set(enabled)
-        self.behaviour = behaviour
-        self.domain_type = domain_type
-        self.add_fails = add_fails
-        self.job = job or {'type': libvirt.VIR_DOMAIN_JOB_NONE}
-        self.metadata_xml = None
-        self.writes = []
-        self.config_maximum = 8
-        self.config_shape = {}
-
-    def connect(self):
-        return self._conn
-
-    def define(self, xml):
-        """A new persistent definition (what a new vCPU maximum is written as)."""
-        model = parse_domain_xml(xml)
-        self.writes.append(('define', model.vcpu_max))
-        self.config = set(model.enabled_vcpu_ids)
-        self.config_maximum = model.vcpu_max
-        self.config_shape = dict(
-            cells=tuple((c.id, format_cpulist(c.cpus), c.memory_kib) for c in model.numa_cells),
-            topology=(model.topology.sockets, model.topology.dies, model.topology.cores, model.topology.threads))
-
-    # identity and state
-    def name(self):
-        return self._name
-
-    def UUIDString(self):
-        return self._uuid
-
-    def ID(self):
-        return 3
-
-    def state(self):
-        return [libvirt.VIR_DOMAIN_RUNNING, 1]
-
-    def isPersistent(self):
-        return 1
-
-    def autostart(self):
-        return 0
-
-    def jobStats(self, flags=0):
-        return dict(self.job)
-
-    def XMLDesc(self, flags=0):
-        self._deliver_late_event()
-        inactive = flags & libvirt.VIR_DOMAIN_XML_INACTIVE
-        enabled = self.config if inactive else self.libvirt
-        xml = domain_xml(name=self._name, enabled=tuple(sorted(enabled)), domain_type=self.domain_type,
-                         maximum=self.config_maximum if inactive else 8, **(self.config_shape if inactive else {}),
-                         devices="<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0' "
-                                 "state='connected'/></channel>")
-        return xml
-
-    # changes
-    def setVcpu(self, cpumap, state, flags):
-        self.writes.append((cpumap, state, flags))
-        from ansible_collections.kvm.hotplug.plugins.module_utils._cpulist import parse_cpulist
-        ids = set(parse_cpulist(cpumap))
-        if flags & libvirt.VIR_DOMAIN_AFFECT_CONFIG:
-            self.config = self.config | ids if state else self.config - ids
-            return 0
-        if state:
-            if self.add_fails:
-                raise FakeLibvirtError('internal error: unable to execute QEMU command device_add')
-            self.libvirt |= ids
-            self.qemu |= ids
-            self.guest |= ids
-            return 0
-        if self.behaviour == 'kvm':
-            self.libvirt -= ids
-            self.qemu -= ids
-            self.guest -= ids
-            return 0
-        if self.behaviour in ('tcg', 'late-event'):
-            self.qemu -= ids
-            self.guest -= ids
-        if self.behaviour == 'late-event':
-            self.late_event = ids  # DEVICE_DELETED arrives after libvirt's 5 s wait
-        raise FakeLibvirtError('Timed out during operation: vcpu unplug request timed out',
-                               libvirt.VIR_ERR_OPERATION_TIMEOUT)
-
-    def setVcpusFlags(self, count, flags):
-        self.writes.append(('max', count, flags))
-        return 0
-
-    # views
-    def _deliver_late_event(self):
-        if getattr(self, 'late_event', None):
-            self.libvirt -= self.late_event
-            self.late_event = None
-
-    def guestVcpus(self, flags=0):
-        cpus = ','.join(str(i) for i in sorted(self.guest))
-        return {'vcpus': cpus, 'online': cpus, 'offlinable': ','.join(str(i) for i in sorted(self.guest) if i)}
-
-    def qmp(self, command_json):
-        assert json.loads(command_json)['execute'] == 'query-cpus-fast'
-        return json.dumps({'return': [{'cpu-index': i, 'thread-id': 100 + i} for i in sorted(self.qemu)]})
-
-    def metadata(self, kind, uri, flags):
-        if self.metadata_xml is None:
-            raise FakeLibvirtError('metadata not found', libvirt.VIR_ERR_NO_DOMAIN_METADATA)
-        return self.metadata_xml
-
-    def setMetadata(self, kind, xml, key, uri, flags):
-        self.metadata_xml = xml
-        return 0
-
-    def restart_libvirt(self):
-        """What a libvirt daemon restart does: re-read the vCPUs from QEMU."""
-        self.libvirt = set(self.qemu)
 
 
 MIGRATING = {'type': libvirt.VIR_DOMAIN_JOB_UNBOUNDED, 'operation': libvirt.VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT}
-
-
-class SimConnection(FakeConnection):
-    def getCPUMap(self, flags=0):
-        return (2, [True, True], 2)
-
-    def lookupByUUIDString(self, uuid):
-        return list(self.domains.values())[0]
 
 
 def _no_real_commands(self, command, **kwargs):
@@ -163,18 +31,15 @@ def _no_real_commands(self, command, **kwargs):
 
 
 @pytest.fixture
-def sim(mocker, tmp_path):
+def sim(mocker, hypervisor):
     # never restart a real daemon from a unit test; tests that exercise a restart patch this again
     mocker.patch('ansible.module_utils.basic.AnsibleModule.run_command', _no_real_commands)
-    mocker.patch.object(_domain_lock, 'LOCK_DIRS', (str(tmp_path),))
     mocker.patch.object(_vcpu_manager, 'STALE_GRACE_SECONDS', 0.2)
 
     def make(**kwargs):
         others = kwargs.pop('others', ())
         dom = SimDomain(**kwargs)
-        conn = SimConnection([dom] + list(others))
-        mocker.patch.object(_libvirt_connection.libvirt, 'open', return_value=conn)
-        mocker.patch.object(_qemu_monitor.libvirt_qemu, 'qemuMonitorCommand', side_effect=lambda d, c, f: d.qmp(c))
+        hypervisor.add_host(FakeConnection([dom] + list(others)))
         return dom
     return make
 
@@ -257,7 +122,7 @@ def test_stale_before_change_changes_nothing(sim, capsys):
 
 def test_resync_refused_while_another_domain_migrates(sim, capsys, mocker):
     other = SimDomain(name='other', uuid='99999999-2222-3333-4444-555555555555', job=MIGRATING)
-    mocker.patch.object(SimConnection, 'listAllDomains', lambda self, flags=0: list(self.domains.values()))
+    mocker.patch.object(FakeConnection, 'listAllDomains', lambda self, flags=0: list(self.domains.values()))
     dom = sim(enabled=(0, 1), domain_type='qemu', others=[other])
     dom.libvirt = {0, 1, 2}
     result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=4, stale_view='resync'), capsys)
@@ -299,7 +164,7 @@ def test_bad_input_is_refused_before_anything(sim, capsys, args, message):
 
 def test_refused_resync_after_the_change_still_reports_the_change(sim, capsys, mocker):
     other = SimDomain(name='other', uuid='99999999-2222-3333-4444-555555555555', job=MIGRATING)
-    mocker.patch.object(SimConnection, 'listAllDomains', lambda self, flags=0: list(self.domains.values()))
+    mocker.patch.object(FakeConnection, 'listAllDomains', lambda self, flags=0: list(self.domains.values()))
     dom = sim(enabled=(0, 1, 2, 3), behaviour='tcg', domain_type='qemu', others=[other])
     result, failed = run_main(vcpu_hotplug.main, dict(name='sim', count=2, stale_view='resync', timeout=5), capsys)
     assert failed and result['outcome'] == 'stale'
