@@ -33,6 +33,7 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.scope import SCOPES
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import etree
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import DomainSummary
 
 # numatune modes that keep a domain's memory on its nodes; 'preferred' lets it fall back elsewhere.
 BINDING_MODES = ('strict', 'restrictive', 'interleave')
@@ -61,12 +62,8 @@ def _key(item):
 
 
 @dataclass
-class DomainPins:
-    name: str
-    uuid: str
-    state: str
-    active: bool
-    persistent: bool
+class DomainPins(DomainSummary):
+    """One domain's pinning in each of its definitions (scopes), and whether a migration moves it right now."""
     migrating: bool
     job_operation: str | None
     scopes: dict                                # scope -> ScopePins

@@ -2,7 +2,8 @@
 # Copyright: kvm.hotplug contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""A domain as read at one moment (run state, job, both definitions), and the refusal while a job runs.
+"""A domain as read at one moment (run state, job, both definitions), its five-word summary, and the refusal
+while a job runs.
 
 Pure: built by domain_runtime.read_domain from libvirt, and by unit tests from XML.
 Private to the kvm.hotplug collection; not a public API.
@@ -31,6 +32,16 @@ class JobInfo:
 
     def to_dict(self):
         return dict(active=self.active, type=self.type, operation=self.operation, migrating=self.migrating)
+
+
+@dataclass
+class DomainSummary:
+    """Which domain, and where it stands: what the host evacuation and the migration compare domains by."""
+    name: str
+    uuid: str
+    state: str
+    active: bool        # state is one of ACTIVE_STATES: QEMU runs
+    persistent: bool
 
 
 @dataclass(frozen=True)
