@@ -14,7 +14,8 @@ While virDomainMigrateToURI3 blocks, a watcher thread reads the source job
 passed, carries out `timeout_action`: virDomainAbortJob (abort),
 virDomainMigrateStartPostCopy (postcopy) or virDomainSuspend (suspend: the
 paused guest's memory stops changing, so the copy converges; libvirt resumes it
-on the destination).
+on the destination).  When a suspended guest's migration fails anyway,
+resume_source lets it run on again on the source.
 
 Private to the kvm.hotplug collection; not a public API.
 """
@@ -26,6 +27,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import SOURCE
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_code, error_text, libvirt
 
 POLL_SECONDS = 0.5
@@ -173,3 +175,14 @@ def completed_job(dom):
     except libvirt.libvirtError:
         return None
     return stats or None
+
+
+def resume_source(run, uuid):
+    """The watcher paused the guest for a switch-over that then failed: let it run on again."""
+    try:
+        dom = run.session(SOURCE).conn.lookupByUUIDString(uuid)
+        if dom.state()[0] == libvirt.VIR_DOMAIN_PAUSED:
+            dom.resume()
+            run.warn('resumed domain %s on the source: it was suspended for a migration that failed' % dom.name())
+    except libvirt.libvirtError as exc:
+        run.warn('could not resume domain %s on the source: %s' % (run.request.name, error_text(exc)))

@@ -4,11 +4,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """domain_migrate's pre-checks: pure functions over what was read from both hosts, before anything moves.
 
-The inputs are parsed data only (the domain model, the destination's domain
-capabilities and host capabilities, the result of libvirt's CPU comparison, the
-destination's free memory and online CPUs, the domains of that name or UUID
-there, the job and QEMU's vCPUs on the source), so every refusal can be tested
-on captured XML without libvirt.  This file imports no libvirt.
+The inputs are the parsed facts of facts.py only (the domain model, the
+destination's domain capabilities and host capabilities, the result of
+libvirt's CPU comparison, the destination's free memory and online CPUs, the
+domains of that name or UUID there, the job and QEMU's vCPUs on the source), so
+every refusal can be tested on captured XML without libvirt.  This file imports
+no libvirt.
 
 Every check is returned with its value; the first one that fails becomes the
 refusal, one line naming the limit.
@@ -23,13 +24,10 @@ from dataclasses import dataclass, field
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import kib_to_mib
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition_check import definition_problems
+from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.facts import (
+    device_key, format_version, needed_memory_kib, pinned_host_cpus,
+)
 
-try:
-    from lxml import etree
-except ImportError:
-    etree = None
-
-TIMEOUT_ACTIONS = ('abort', 'postcopy', 'suspend')
 # QEMU's x86 machines have at most 256 memory slots (ACPI_MAX_RAM_SLOTS); more are refused at start.
 QEMU_MAX_MEMORY_SLOTS = 256
 # Device memory (DIMMs, virtio-mem) is mapped above 4 GiB: the guest physical address space must reach past it.
@@ -37,64 +35,6 @@ DEVICE_MEMORY_BASE_KIB = 4 * 1024 * 1024
 
 ALREADY_THERE = 'already_there'
 MIGRATE = 'migrate'
-
-
-@dataclass(frozen=True)
-class MigrationRequest:
-    name: str
-    dest_uri: str
-    live: bool = True
-    persistent: bool = True
-    undefine_source: bool = True
-    bandwidth: int | None = None
-    max_downtime_ms: int | None = None
-    auto_converge: bool = False
-    parallel_connections: int | None = None
-    timeout: int | None = None
-    timeout_action: str = 'abort'
-    migrate_uri: str | None = None
-
-
-@dataclass(frozen=True)
-class HostFacts:
-    """One hypervisor, as its daemon describes itself."""
-    uri: str
-    host_uuid: str | None = None
-    hypervisor: str | None = None       # virConnectGetType: 'QEMU'
-    version: int | None = None          # virConnectGetVersion: QEMU 7.2.22 is 7002022
-    lib_version: int | None = None      # virConnectGetLibVersion
-    free_memory_kib: int | None = None  # virNodeGetFreeMemory
-    online_cpus: tuple | None = None    # virNodeGetCPUMap
-    phys_addr_bits: int | None = None   # capabilities <host><cpu><maxphysaddr bits>
-
-
-@dataclass(frozen=True)
-class Peer:
-    """A domain on the destination that has the name or the UUID of the one to migrate."""
-    name: str
-    uuid: str
-    state: str
-    active: bool
-    persistent: bool
-
-
-@dataclass(frozen=True)
-class DestinationFacts:
-    host: HostFacts
-    by_name: Peer | None = None
-    by_uuid: Peer | None = None
-    domcaps: object | None = None       # _libvirt/definition_check.DomainCapabilities of the domain's platform there
-    domcaps_error: str | None = None    # libvirt's answer when it has no capabilities for that emulator/machine
-    cpu_compare: str | None = None      # 'identical', 'superset', 'incompatible', 'not_compared'
-    cpu_detail: str | None = None       # why incompatible, or why not compared
-
-
-@dataclass(frozen=True)
-class SourceFacts:
-    host: HostFacts
-    snapshot: object | None             # DomainSnapshot, None when the source has no such domain
-    qemu_vcpus: tuple | None = None     # vCPU ids QEMU has (query-cpus-fast), None when it could not be asked
-    definition_xml: str | None = None   # the definition the destination will keep (the persistent one, else the live)
 
 
 @dataclass
@@ -107,50 +47,6 @@ class Plan:
     @property
     def changed(self):
         return self.action == MIGRATE
-
-
-def parse_host_capabilities(xml_text):
-    """(host UUID, guest physical address bits or None) from virConnectGetCapabilities."""
-    root = etree.fromstring(xml_text.encode('utf-8') if isinstance(xml_text, str) else xml_text)
-    bits = root.find('host/cpu/maxphysaddr')
-    return root.findtext('host/uuid'), int(bits.get('bits')) if bits is not None and bits.get('bits') else None
-
-
-def format_version(version):
-    """libvirt's encoded version 7002022 as '7.2.22'."""
-    if version is None:
-        return None
-    return '%d.%d.%d' % (version // 1000000, (version // 1000) % 1000, version % 1000)
-
-
-def needed_memory_kib(model):
-    """Memory the destination must have free: boot memory plus what DIMMs and virtio-mem plug into the guest.
-
-    libvirt's <memory> counts every memory device at its full size; the boot
-    memory is what remains.  The balloon is not subtracted: the guest may get
-    that memory back at any time.
-    """
-    devices_full = sum(d.size_kib for d in model.memory_devices)
-    boot = model.memory_kib - devices_full if model.memory_kib > devices_full else model.numa_memory_kib
-    return boot, model.hotplugged_memory_kib
-
-
-def device_key(device):
-    """What identifies a memory device across hosts and definitions (aliases and addresses may differ)."""
-    requested = device.requested_kib if device.model == 'virtio-mem' else None
-    return (device.model, device.size_kib, device.node, requested)
-
-
-def pinned_host_cpus(model):
-    pinning = model.pinning
-    cpus = set()
-    for cpuset in list(pinning.vcpupin.values()) + list(pinning.iothreadpin.values()):
-        cpus.update(cpuset)
-    if pinning.emulatorpin:
-        cpus.update(pinning.emulatorpin)
-    if pinning.vcpu_cpuset:
-        cpus.update(pinning.vcpu_cpuset)
-    return sorted(cpus)
 
 
 class _Checks(object):

@@ -2,7 +2,11 @@
 # Copyright: kvm.hotplug contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""After a migration: is the guest on the destination the guest that left the source?
+"""After a migration: both hosts re-read (the guest runs exactly once), and is the guest on the destination the
+guest that left the source?
+
+Both hosts are read again after the migration call, whatever it returned, over
+a new destination connection when the old one died with its daemon.
 
 Before the migration the module reads, on the source, QEMU's vCPUs
 (query-cpus-fast) and memory devices (query-memory-devices) and the guest
@@ -19,12 +23,104 @@ from __future__ import annotations
 import time
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import SOURCE
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import kib_to_mib
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import error_text, is_error, libvirt
+from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import parse_domain_xml
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.guest_agent import guest_memory, guest_vcpus
-from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import device_key
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.qemu_monitor import (
     QemuMonitorUnavailable, qemu_memory_devices, qemu_vcpus,
 )
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.units import kib_to_mib
+from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.facts import DESTINATION, device_key
+from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.read import peer
+
+# How long to wait for the guest agent on the destination after the switch-over.
+GUEST_AGENT_WAIT_SECONDS = 30
+
+
+# --------------------------------------------------------------- both hosts again
+
+def host_state(conn, uuid, uri):
+    """Where the domain is on one host, re-read: defined or not, state, persistent."""
+    if conn is None:
+        return dict(uri=uri, reachable=False, defined=None, state=None, persistent=None)
+    try:
+        dom = conn.lookupByUUIDString(uuid)
+    except libvirt.libvirtError as exc:
+        if is_error(exc, 'VIR_ERR_NO_DOMAIN'):
+            return dict(uri=uri, reachable=True, defined=False, state=None, persistent=None)
+        return dict(uri=uri, reachable=False, defined=None, state=None, persistent=None, error=error_text(exc))
+    found = peer(dom)
+    return dict(uri=uri, reachable=True, defined=True, state=found.state, active=found.active,
+                persistent=found.persistent)
+
+
+def both_hosts(run, uuid):
+    source = run.session(SOURCE)
+    return dict(source=host_state(source.conn, uuid, source.uri),
+                destination=host_state(reopen_dest(run), uuid, run.request.dest_uri))
+
+
+def reopen_dest(run):
+    """The destination connection for a re-read; a new one when the old one died with its daemon."""
+    session = run.session(DESTINATION)
+    try:
+        if session.conn is not None and session.conn.isAlive():
+            return session.conn
+    except libvirt.libvirtError:
+        pass
+    try:
+        conn = libvirt.open(session.uri)
+    except libvirt.libvirtError:
+        return None
+    old = session.conn
+    session.replace(conn, None)
+    try:
+        old.close()
+    except Exception:  # pylint: disable=broad-except
+        pass
+    return conn
+
+
+def dest_domain(run, uuid):
+    conn = reopen_dest(run)
+    if conn is None:
+        return None
+    try:
+        return conn.lookupByUUIDString(uuid)
+    except libvirt.libvirtError:
+        return None
+
+
+# --------------------------------------------------------------- the guest that arrived
+
+def verify_destination(run, ddom, snap, view_before):
+    """The destination's QEMU, guest and persistent definition against what ran on the source."""
+    request = run.request
+    report = dict(agree=True, differences=[], before=view_before, after=None, persistent_differences=[])
+    if ddom is None:
+        report.update(agree=False, differences=['the destination domain cannot be looked up'])
+        return report
+    if request.live and view_before is not None:
+        def live_model():
+            return parse_domain_xml(ddom.XMLDesc(0))
+        after, waited = wait_for_guest(ddom, live_model, view_before, GUEST_AGENT_WAIT_SECONDS, clock=run.clock)
+        report.update(after=after, guest_wait_s=round(waited, 2))
+        report['differences'] = runtime_differences(view_before, after)
+        if view_before.get('guest') is not None and after.get('guest') is None:
+            report['differences'].append('the guest agent does not answer on the destination: %s'
+                                         % after.get('guest_error'))
+    if request.persistent:
+        try:
+            config = parse_domain_xml(ddom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)) if ddom.isPersistent() else None
+        except libvirt.libvirtError as exc:
+            config = None
+            report['differences'].append('cannot read the destination\'s persistent definition: %s' % error_text(exc))
+        reference = snap.live if snap.live is not None else snap.config
+        report['persistent_differences'] = persistent_differences(reference, config)
+        report['differences'].extend(report['persistent_differences'])
+    report['agree'] = not report['differences']
+    return report
 
 
 def capture(dom, model, with_guest=True):

@@ -7,7 +7,7 @@ import libvirt
 import pytest
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate import apply
-from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import MigrationRequest
+from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.facts import MigrationRequest
 from ansible_collections.kvm.hotplug.tests.unit.plugins.libvirt_fakes import FakeLibvirtError
 
 

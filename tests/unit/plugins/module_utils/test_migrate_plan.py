@@ -14,10 +14,10 @@ import pytest
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import parse_domain_xml
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.snapshot import DomainSnapshot, JobInfo
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.definition_check import parse_domain_capabilities
-from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import (
-    ALREADY_THERE, MIGRATE, DestinationFacts, HostFacts, MigrationRequest, Peer, SourceFacts, needed_memory_kib,
-    parse_host_capabilities, plan_migration,
+from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.facts import (
+    DestinationFacts, HostFacts, MigrationRequest, Peer, SourceFacts, needed_memory_kib, parse_host_capabilities,
 )
+from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import ALREADY_THERE, MIGRATE, plan_migration
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'migrate')
 DEST_URI = 'qemu+tcp://127.0.1.2/system'

@@ -6,9 +6,9 @@ import os
 import libvirt
 import pytest
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._migrate import run, verify
+from ansible_collections.kvm.hotplug.plugins.module_utils._migrate import outcomes, own_metadata, read, verify
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.apply import Attempt
-from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import MigrationRequest
+from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.facts import MigrationRequest
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_model import parse_domain_xml
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'migrate')
@@ -27,44 +27,44 @@ PAUSED = dict(reachable=True, defined=True, state='paused', active=True, persist
 
 
 @pytest.mark.parametrize('attempt, source, dest, outcome', [
-    (Attempt(ok=True), GONE, RUNNING, run.MIGRATED),
-    (Attempt(ok=True, timeout_action='postcopy'), GONE, RUNNING, run.POSTCOPY),
-    (Attempt(ok=True, timeout_action='suspend'), GONE, RUNNING, run.MIGRATED),
-    (Attempt(ok=False, timeout_action='abort'), RUNNING, GONE, run.ABORTED),
+    (Attempt(ok=True), GONE, RUNNING, outcomes.MIGRATED),
+    (Attempt(ok=True, timeout_action='postcopy'), GONE, RUNNING, outcomes.POSTCOPY),
+    (Attempt(ok=True, timeout_action='suspend'), GONE, RUNNING, outcomes.MIGRATED),
+    (Attempt(ok=False, timeout_action='abort'), RUNNING, GONE, outcomes.ABORTED),
     # the destination daemon died: the source resumed the guest, the destination cannot be asked
     (Attempt(ok=False, error='internal error: client socket is closed'), RUNNING, UNREACHABLE,
-     run.FAILED_SOURCE_RUNNING),
+     outcomes.FAILED_SOURCE_RUNNING),
     (Attempt(ok=False, timeout_action='abort', timeout_action_error='no job'), RUNNING, GONE,
-     run.FAILED_SOURCE_RUNNING),
+     outcomes.FAILED_SOURCE_RUNNING),
     # never call these a success or "running on the source"
-    (Attempt(ok=True), RUNNING, RUNNING, run.FAILED),
-    (Attempt(ok=True), GONE, GONE, run.FAILED),
-    (Attempt(ok=False), GONE, GONE, run.FAILED),
-    (Attempt(ok=False), PAUSED, RUNNING, run.FAILED),
+    (Attempt(ok=True), RUNNING, RUNNING, outcomes.FAILED),
+    (Attempt(ok=True), GONE, GONE, outcomes.FAILED),
+    (Attempt(ok=False), GONE, GONE, outcomes.FAILED),
+    (Attempt(ok=False), PAUSED, RUNNING, outcomes.FAILED),
 ])
 def test_outcome_from_both_hosts(attempt, source, dest, outcome):
-    assert run._outcome(REQUEST, attempt, dict(source=source, destination=dest)) == outcome
+    assert outcomes.decide_outcome(REQUEST, attempt, dict(source=source, destination=dest)) == outcome
 
 
 def test_offline_outcomes():
     offline = MigrationRequest(name='off', dest_uri='qemu+tcp://h/system', live=False)
     shut = dict(RUNNING, state='shutoff', active=False)
-    assert run._outcome(offline, Attempt(ok=True), dict(source=GONE, destination=shut)) == run.MIGRATED
-    assert run._outcome(offline, Attempt(ok=False), dict(source=shut, destination=GONE)) == run.FAILED_SOURCE_RUNNING
+    assert outcomes.decide_outcome(offline, Attempt(ok=True), dict(source=GONE, destination=shut)) == outcomes.MIGRATED
+    assert outcomes.decide_outcome(offline, Attempt(ok=False), dict(source=shut, destination=GONE)) == outcomes.FAILED_SOURCE_RUNNING
 
 
 def test_failure_messages_say_where_the_guest_is_in_one_line():
     hosts = dict(source=RUNNING, destination=UNREACHABLE)
-    message = run._failure_message(REQUEST, run.FAILED_SOURCE_RUNNING,
-                                   Attempt(error='internal error: client socket is closed'), hosts)
+    message = outcomes.failure_message(REQUEST, outcomes.FAILED_SOURCE_RUNNING,
+                                       Attempt(error='internal error: client socket is closed'), hosts)
     assert 'still running on the source and the destination daemon cannot be asked' in message
     assert 'source running, destination unreachable' in message and '\n' not in message
-    message = run._failure_message(REQUEST, run.ABORTED, Attempt(), dict(source=RUNNING, destination=GONE))
+    message = outcomes.failure_message(REQUEST, outcomes.ABORTED, Attempt(), dict(source=RUNNING, destination=GONE))
     assert 'aborted after the timeout of 6 s' in message and 'destination not defined' in message
 
 
 def test_platform_of_a_lab_guest():
-    platform = run.domain_platform(fixture('hotplugged-live.xml'))
+    platform = read.domain_platform(fixture('hotplugged-live.xml'))
     assert platform['emulator'] == '/opt/kvm-hotplug-lab/qemu/bin/qemu-system-x86_64'
     assert (platform['arch'], platform['machine'], platform['domain_type']) == ('x86_64', 'pc-i440fx-7.2', 'qemu')
     assert '<numa' not in platform['cpu'] and 'qemu64' in platform['cpu']
@@ -123,7 +123,7 @@ def test_the_module_clears_its_own_records_on_the_destination():
     dest.metadata_xml[(EVACUATION.uri, live)] = record
     dest.metadata_xml[(EVACUATION.uri, config)] = record
     report = dict(cleared=[], errors=[])
-    run._clear_our_metadata(_Run(), dest, report)
+    own_metadata.clear_our_metadata(_Run(), dest, report)
     assert report['cleared'] == ['tcg_unplug_marker live', 'evacuation_record live', 'evacuation_record config']
     assert set(dest.metadata_xml.values()) == {None}
 
@@ -135,5 +135,5 @@ def test_the_source_records_are_reported():
 
     source = FakeDomain('dom', live_xml=fixture('hotplugged-live.xml'))
     source.metadata_xml[TCG_HAZARD.uri] = '<tcg-unplugged-vcpus vcpus="2-3"/>'
-    found = run.our_metadata(source, snapshot(fixture('hotplugged-live.xml')))
+    found = own_metadata.our_metadata(source, snapshot(fixture('hotplugged-live.xml')))
     assert found == dict(tcg_unplug_marker='2-3', evacuation_record=dict(live=None, config=None))
