@@ -55,7 +55,9 @@ notes:
   - Sizes are in MiB. vCPU ids are libvirt's; the guest numbers its CPUs itself, so compare guest counts, not ids.
 seealso:
   - module: kvm.hotplug.vcpu_hotplug
+    description: Changes the vCPUs this module reports, live and in the persistent definition.
   - module: kvm.hotplug.memory_hotplug
+    description: Changes the memory devices and balloon this module reports.
 '''
 
 EXAMPLES = r'''

@@ -112,7 +112,9 @@ notes:
   - In check mode nothing moves; the checks are made and returned with RV(outcome=check_mode).
 seealso:
   - module: kvm.hotplug.vcpu_hotplug
+    description: With O(persistent=true), vCPUs hot-added live must also be in the persistent definition (C(config=true)).
   - module: kvm.hotplug.memory_hotplug
+    description: The same holds for hot-added DIMMs and virtio-mem devices; they count in the destination's free memory.
 '''
 
 EXAMPLES = r'''
@@ -213,10 +215,13 @@ flags:
   elements: str
   sample: [peer2peer, live, persist_dest, undefine_source]
 notes:
-  description: Things worth knowing.
+  description:
+    - Things worth knowing that did not stop the task, such as a O(timeout_action) given without O(timeout), or a
+      shut-off definition of the domain still on the source while it runs on the destination.
   returned: always
   type: list
   elements: str
+  sample: ["timeout_action suspend has no effect without timeout"]
 elapsed:
   description: Seconds the module took.
   returned: always

@@ -100,10 +100,9 @@ cpus:
   returned: always
   type: list
   elements: dict
-  sample:
-    - {id: 0, online: true, hotpluggable: false, node: 0, core_id: 0, package_id: 0, die_id: 0, thread_siblings: "0"}
-    - {id: 2, online: false, hotpluggable: true, node: 1, core_id: null, package_id: null, die_id: null,
-       thread_siblings: null}
+  sample: [{id: 0, online: true, hotpluggable: false, node: 0, core_id: 0, package_id: 0, die_id: 0, thread_siblings: "0"},
+           {id: 2, online: false, hotpluggable: true, node: 1, core_id: null, package_id: null, die_id: null,
+            thread_siblings: null}]
   contains:
     id:
       description: CPU number.
@@ -176,9 +175,8 @@ numa_nodes:
   returned: always
   type: list
   elements: dict
-  sample:
-    - {id: 1, cpus: [2, 3], cpulist: "2-3", online_cpus: [3], memory_blocks: [4, 5, 34, 35],
-       online_memory_blocks: [4, 5, 34, 35], mem_total_mib: 511, mem_free_mib: 400}
+  sample: [{id: 1, cpus: [2, 3], cpulist: "2-3", online_cpus: [3], memory_blocks: [4, 5, 34, 35],
+            online_memory_blocks: [4, 5, 34, 35], mem_total_mib: 511, mem_free_mib: 400}]
 edac:
   description:
     - The EDAC memory controllers. V(available) is false with a V(reason) when the kernel shows none.
@@ -206,8 +204,8 @@ rasdaemon:
   returned: always
   type: dict
   sample:
-    available: true
     path: /var/lib/rasdaemon/ras-mc_event.db
+    available: true
     events: 3
     tables: {mc_event: 3, mce_record: 0, aer_event: 0, extlog_event: 0}
     groups: [{label: "CPU0_DIMM_A1", mc: 0, layers: [0, 0, null], corrected: 5, uncorrected: 0, events: 3,
@@ -219,9 +217,9 @@ failing:
       controllers whose errors could not be attributed to a DIMM; rasdaemon labels that match no EDAC DIMM.
     - V(mapping.level) is V(memory_block), V(node) or V(none); V(mapping.reason) says how the mapping was made
       or why it could not be.
-  returned: always
   type: list
   elements: dict
+  returned: always
   contains:
     source:
       description: Where the counts come from, V(edac) or V(rasdaemon).
