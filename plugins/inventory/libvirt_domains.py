@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 ---
 name: libvirt_domains
 short_description: The libvirt domains of KVM hosts as inventory hosts, grouped by hotplug headroom
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Lists the domains of the KVM hosts given in O(hypervisors) through their libvirt URIs (local or
     C(qemu+ssh://), C(qemu+tcp://), ...) and adds one inventory host per domain.
