@@ -33,7 +33,7 @@ def domain(uri, name):
     root = ET.fromstring(virsh(uri, 'dumpxml', name) if scope == '--live' else virsh(uri, 'dumpxml', '--inactive', name))
     max_memory = root.find('maxMemory')
     return dict(state=state,
-                vcpus_current=int(virsh(uri, 'vcpucount', name, scope, '--current')),
+                vcpus_current=int(virsh(uri, 'vcpucount', name, scope, '--active')),
                 vcpus_maximum=int(virsh(uri, 'vcpucount', name, scope, '--maximum')),
                 memory_kib=kib(root.find('memory')),
                 max_memory_kib=kib(max_memory),
