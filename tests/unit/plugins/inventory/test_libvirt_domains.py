@@ -257,3 +257,17 @@ def test_missing_libvirt_binding(tmp_path, mocker):
     mocker.patch.object(libvirt_domains, 'libvirt', None)
     with pytest.raises(AnsibleError, match='libvirt-python'):
         parse(write_source(tmp_path), mocker)
+
+
+def test_the_documented_example_groups(fleet, tmp_path, mocker):
+    """The second EXAMPLES document (the "2 more vCPUs" groups), on hv1 as its only hypervisor."""
+    example = list(yaml.safe_load_all(libvirt_domains.EXAMPLES))[1]
+    example.update(hypervisors=[dict(name='hv1', uri=HV1)], cache_connection=str(tmp_path / 'cache'))
+    path = tmp_path / 'example.libvirt_domains.yml'
+    path.write_text(yaml.safe_dump(example))
+    inventory, _plugin = parse(str(path), mocker)
+    assert members(inventory, 'vcpu_room_2') == ['web']
+    assert members(inventory, 'memory_room_1g') == ['web']
+    assert members(inventory, 'free_vcpus_6') == ['web']
+    assert members(inventory, 'type_qemu') == ['full', 'web']
+    assert hostvar(inventory, 'full', 'free_memory_mib') == 0
