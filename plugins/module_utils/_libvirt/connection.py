@@ -73,11 +73,11 @@ def is_error(exc, *names):
     return code is not None and any(getattr(libvirt, name, object()) == code for name in names)
 
 
-def open_connection(uri):
-    """Open a read-write libvirt connection or raise HotplugError naming the URI."""
+def open_connection(uri, read_only=False):
+    """Open a libvirt connection (read-write unless read_only) or raise HotplugError naming the URI."""
     resolved = resolve_uri(uri)
     try:
-        conn = libvirt.open(resolved)
+        conn = libvirt.openReadOnly(resolved) if read_only else libvirt.open(resolved)
     except libvirt.libvirtError as exc:
         raise HotplugError('cannot connect to libvirt at %s: %s' % (resolved, error_text(exc)),
                            exception=traceback.format_exc(), uri=resolved)
@@ -112,13 +112,14 @@ class LibvirtSession(object):
     the one that is current at the end is closed.
     """
 
-    def __init__(self, uri):
+    def __init__(self, uri, read_only=False):
         self.uri = resolve_uri(uri)
+        self.read_only = read_only
         self.conn = None
         self.dom = None
 
     def __enter__(self):
-        self.conn = open_connection(self.uri)
+        self.conn = open_connection(self.uri, self.read_only)
         return self.conn
 
     def lookup(self, name):

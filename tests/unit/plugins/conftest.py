@@ -104,6 +104,7 @@ def hypervisor(mocker):
     QEMU monitor and guest agent commands go to the domain's qmp() and agent()."""
     fake = FakeHypervisor()
     mocker.patch.object(connection.libvirt, 'open', side_effect=fake.open)
+    mocker.patch.object(connection.libvirt, 'openReadOnly', side_effect=fake.open)
     mocker.patch.object(connection.libvirt_qemu, 'qemuMonitorCommand', side_effect=lambda dom, cmd, flags: dom.qmp(cmd))
     mocker.patch.object(connection.libvirt_qemu, 'qemuAgentCommand',
                         side_effect=lambda dom, cmd, timeout, flags: dom.agent(cmd))
