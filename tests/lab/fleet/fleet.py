@@ -333,11 +333,29 @@ def host_healthy(n):
             and port_open(address(n), 22))
 
 
+def mounted(path):
+    """True if path is a mount point, also when its FUSE server has died.
+
+    os.path.ismount says False then: stat of a dead FUSE mount fails (ENOTCONN), and
+    os.makedirs on it fails with EEXIST. /proc/self/mounts still lists it.
+    """
+    path = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == path for line in f)
+
+
+def unmount(path):
+    """Unmount path if mounted: a clean unmount first, a lazy one if something holds it."""
+    if mounted(path):
+        subprocess.run(["umount", path], check=False, stderr=subprocess.DEVNULL)
+    if mounted(path):
+        subprocess.run(["umount", "-l", path], check=False)
+
+
 def start_simsysfs(n):
     mnt = sysfs_root(n)
+    unmount(mnt)                    # a server that died leaves its mount behind
     os.makedirs(mnt, exist_ok=True)
-    if os.path.ismount(mnt):        # a server that died leaves its mount behind
-        subprocess.run(["umount", "-l", mnt], check=False)
     log = open(os.path.join(host_dir(n), "simsysfs.log"), "ab")
     proc = subprocess.Popen([sys.executable, SIMSYSFS, "serve", mnt, os.path.join(host_dir(n), "sysfs-layout.json")],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
@@ -420,11 +438,9 @@ def stop_host(n, conn_timeout=5):
     if ns and ns != namespace_of(os.getpid()):
         end(processes_in(ns))
     end([p["anchor"]])
-    if os.path.ismount(sysfs_root(n)):
-        subprocess.run(["umount", sysfs_root(n)], check=False)
+    unmount(sysfs_root(n))
     end([p["simsysfs"]])
-    if os.path.ismount(sysfs_root(n)):
-        subprocess.run(["umount", "-l", sysfs_root(n)], check=False)
+    unmount(sysfs_root(n))
     try:
         os.unlink(_pids_path(n))
     except OSError:
@@ -591,7 +607,7 @@ def cmd_down(a):
     with lab.lock("fleet"):
         hosts = known_hosts()
         for n in hosts:
-            if read_pids(n) or os.path.ismount(sysfs_root(n)):
+            if read_pids(n) or mounted(sysfs_root(n)):
                 stop_host(n)
                 print("hv%d down" % n)
     print("fleet down in %.1f s" % (time.time() - t0))
