@@ -130,6 +130,16 @@ plan:
     changed: true
     capacity: {vcpus: 6, memory_mib: 15360}
     steps: [{name: web, resource: vcpus, before: 4, after: 2, delta: -2}]
+targets:
+  description: The VMs that change, each with C(name), C(vcpus) and C(memory_mib), for M(kvm.hotplug.rebalance_apply).
+  type: list
+  elements: dict
+  returned: always
+  sample: [{name: web, vcpus: 2, memory_mib: 2048}]
+mode:
+  description: The mode, O(mode).
+  type: str
+  returned: always
 host:
   description: The host's C(cpus) and C(memory_mib) as read.
   type: dict

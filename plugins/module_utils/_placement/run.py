@@ -76,8 +76,10 @@ def plan(module):
                                                        else reserve.get('memory_mib'), 'reserve memory') or 0),
                 cpu_overcommit=params['cpu_overcommit'], memory_overcommit=params['memory_overcommit'])
     result = plan_host(host, vms, _settings(params), params['state'])
-    out = dict(changed=False, plan=result, host=dict(cpus=host['cpus'], memory_mib=host['memory_mib']),
-               mode=params['mode'])
+    targets = [dict(name=e['name'], vcpus=e['target']['vcpus'], memory_mib=e['target']['memory_mib'])
+               for e in result['vms'] if e['changed']]
+    out = dict(changed=False, plan=result, targets=targets, mode=params['mode'],
+               host=dict(cpus=host['cpus'], memory_mib=host['memory_mib']))
     if measured is not None:
         out['measured'] = measured
     return out
