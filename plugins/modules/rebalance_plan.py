@@ -16,8 +16,8 @@ description:
     bounds, priority and declared demand from O(vms), or measures the demand (O(mode=measured)), and returns the
     changes that give each VM what it needs within its bounds and the host's capacity less O(reserve).
   - The plan comes from a pure planner; it never changes anything. Apply it with M(kvm.hotplug.rebalance_apply).
-  - Every VM that gets less than it asked for has the reason in RV(plan.vms[].reasons). Removals come before
-    additions in RV(plan.steps).
+  - Every VM that gets less than it asked for has the reason in the C(reasons) of its RV(plan.vms) entry.
+    Removals come before additions in RV(plan.steps).
 attributes:
   idempotent:
     support: full

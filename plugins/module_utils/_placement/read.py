@@ -99,7 +99,6 @@ def with_bounds(vms, declared):
     return out
 
 
-
 def _stats_flags():
     return (libvirt.VIR_DOMAIN_STATS_CPU_TOTAL | libvirt.VIR_DOMAIN_STATS_VCPU | libvirt.VIR_DOMAIN_STATS_BALLOON)
 

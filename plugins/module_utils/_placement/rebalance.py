@@ -38,7 +38,7 @@ _UNIT = {VCPUS: 'vCPUs', MEMORY: 'MiB'}
 
 
 def _int(value, what):
-    if type(value) is int or value is None:  # the common case first: the planner runs over whole fleets
+    if value is None or value.__class__ is int:  # the common case first: the planner runs over whole fleets
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
         raise HotplugError('%s must be a whole number, got %r' % (what, value))

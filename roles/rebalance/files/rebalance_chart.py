@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Draw a rebalance report's bar chart (vCPUs and memory, before and after, per VM) on the controller.
 
     rebalance_chart.py REPORT.json OUT.png

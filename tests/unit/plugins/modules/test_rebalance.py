@@ -43,8 +43,8 @@ def host(mocker, hypervisor):
 
 
 def test_plan_from_facts_caps_at_max_vcpus_and_says_why(capsys):
-    facts = dict(host=dict(cpus=8, memory_mib=8192), vms=[dict(name='a', active=True, vcpus=1, vcpu_maximum=8,
-                                                                memory_mib=512)])
+    vm = dict(name='a', active=True, vcpus=1, vcpu_maximum=8, memory_mib=512)
+    facts = dict(host=dict(cpus=8, memory_mib=8192), vms=[vm])
     result, failed = run_main(rebalance_plan.main, dict(facts=facts, vms=dict(a=dict(vcpus=6, max_vcpus=3))), capsys)
     assert not failed and not result['changed']
     entry = result['plan']['vms'][0]
@@ -91,8 +91,8 @@ def test_apply_all_changes_in_one_run_then_idempotent(host, capsys):
 def test_apply_stops_after_a_failed_step(host, capsys):
     doms = host(web=2, batch=4)
     doms['web'].add_fails = True
-    result, failed = run_main(rebalance_apply.main, dict(targets=[dict(name='web', vcpus=4),
-                                                                 dict(name='batch', vcpus=2)], timeout=2), capsys)
+    targets = [dict(name='web', vcpus=4), dict(name='batch', vcpus=2)]
+    result, failed = run_main(rebalance_apply.main, dict(targets=targets, timeout=2), capsys)
     assert failed and 'stopped at web vcpus 2 -> 4' in result['msg']
     assert doms['batch'].libvirt == {0, 1}
 
