@@ -183,6 +183,23 @@ def run_change(module, change, clock=time.monotonic):
     run_module(module, lambda m: _run(m, change, clock), needs_libvirt=change.needs_libvirt)
 
 
+def run_steps(module, change, params, clock=time.monotonic):
+    """One change inside another module's run (rebalance_apply: one change per VM and resource in one invocation).
+
+    The same steps as run_change, with these params instead of the module's: its own sessions and domain lock,
+    released when it returns.  Returns the result (diff and elapsed added), or raises HotplugError with them.
+    """
+    with contextlib.ExitStack() as stack:
+        run = Run(module, stack, clock)
+        run.params = params
+        try:
+            result = _steps(run, change, stack)
+        except HotplugError as exc:
+            _finish(run, change, exc.details)
+            raise
+        return _finish(run, change, result)
+
+
 def _run(module, change, clock):
     with contextlib.ExitStack() as stack:
         run = Run(module, stack, clock)
