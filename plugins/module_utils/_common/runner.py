@@ -189,20 +189,14 @@ def run_steps(module, change, params, clock=time.monotonic):
     The same steps as run_change, with these params instead of the module's: its own sessions and domain lock,
     released when it returns.  Returns the result (diff and elapsed added), or raises HotplugError with them.
     """
-    with contextlib.ExitStack() as stack:
-        run = Run(module, stack, clock)
-        run.params = params
-        try:
-            result = _steps(run, change, stack)
-        except HotplugError as exc:
-            _finish(run, change, exc.details)
-            raise
-        return _finish(run, change, result)
+    return _run(module, change, clock, params)
 
 
-def _run(module, change, clock):
+def _run(module, change, clock, params=None):
     with contextlib.ExitStack() as stack:
         run = Run(module, stack, clock)
+        if params is not None:
+            run.params = params
         try:
             result = _steps(run, change)
         except HotplugError as exc:
