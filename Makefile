@@ -7,14 +7,15 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-test.txt | md5sum | cut -c1-12)
 
-.PHONY: help demo test sanity units gates integration lab-up lab-down lab-status lab-qemu fleet-up fleet-down \
+.PHONY: help demo test sanity units gates integration molecule lab-up lab-down lab-status lab-qemu fleet-up fleet-down \
 	fleet-status system-packages venv ee-context docs awx clean
 
 help:
 	@echo "make demo         bring up the local lab and run playbooks/demo.yml on it"
-	@echo "make test         run every test: sanity, gates, units, integration and AWX jobs against the lab"
+	@echo "make test         run every test: sanity, gates, units, integration, molecule and AWX jobs against the lab"
 	@echo "make sanity | units | integration [TARGETS='a b']"
 	@echo "make gates [GATES='ansible-lint ...']  ansible-lint, galaxy-importer, antsibull-docs, ansible-doc, changelog, EE"
+	@echo "make molecule [TARGETS='rebalance']  the roles' molecule scenarios (extensions/molecule) on the fleet lab"
 	@echo "make awx          run each playbook in playbooks/ as an AWX job template does (ansible-runner), on the lab"
 	@echo "make docs         the documentation site (antsibull-docs + Sphinx) in .tmp/docs/html"
 	@echo "make ee-context   build the collection tarball and the execution environment's build context"
@@ -86,8 +87,13 @@ integration: lab-qemu
 	$(MAKE) fleet-up
 	$(VPY) tests/harness/suite.py integration $(TARGETS)
 
+molecule: venv
+	$(MAKE) fleet-up
+	$(VPY) tests/harness/suite.py molecule $(TARGETS)
+
 awx: lab-qemu
 	$(MAKE) lab-up
+	$(MAKE) fleet-up
 	$(VPY) tests/harness/suite.py awx $(PLAYBOOKS)
 
 clean:

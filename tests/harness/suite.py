@@ -243,6 +243,34 @@ def run_awx(playbooks=None):
                 failed=len(failures), code=1 if failures or not results else 0, failures=failures)
 
 
+def molecule_scenarios(tree):
+    base = os.path.join(tree, 'extensions', 'molecule')
+    return sorted(name for name in os.listdir(base) if os.path.isfile(os.path.join(base, name, 'molecule.yml'))) \
+        if os.path.isdir(base) else []
+
+
+def run_molecule(scenarios=None):
+    """The roles' molecule scenarios (extensions/molecule/NAME), `molecule test -s NAME` against the fleet lab.
+
+    They run in the copied tree, which is ansible_collections/kvm/hotplug, so that kvm.hotplug resolves to it;
+    the lab's paths come in as KVMHP_* environment variables (the scenarios' own plays read them).
+    """
+    tree = prepare_tree()
+    scenarios = scenarios or molecule_scenarios(tree)
+    env = dict(ANSIBLE_NOCOLOR='1', NO_COLOR='1', KVMHP_REPO=REPO, KVMHP_PYTHON=sys.executable, KVMHP_LABCTL=LAB_VARS['kvmhp_labctl'])
+    results = []
+    for scenario in scenarios:
+        started = time.time()
+        code, _output = run_tool([venv_tool('molecule'), 'test', '-s', scenario], tree, env=env)
+        results.append((scenario, code, time.time() - started))
+    log('molecule scenarios:')
+    for scenario, code, seconds in results:
+        log('  %-28s %s  (%.0f s)' % (scenario, 'passed' if code == 0 else 'FAILED', seconds))
+    failed = sum(1 for _s, code, _t in results if code != 0)
+    return dict(name='molecule', unit='molecule scenarios', ran=len(results), passed=len(results) - failed,
+                failed=failed, code=1 if failed else 0)
+
+
 def integration_targets():
     base = os.path.join(REPO, 'tests', 'integration', 'targets')
     if not os.path.isdir(base):
@@ -382,9 +410,9 @@ def remove_tree():
 def main():
     atexit.register(remove_tree)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('part', choices=['sanity', 'units', 'gates', 'integration', 'awx', 'all', 'demo', 'docs',
-                                         'ee-context'])
-    parser.add_argument('targets', nargs='*', help='integration targets, gates or playbooks (default: all)')
+    parser.add_argument('part', choices=['sanity', 'units', 'gates', 'integration', 'molecule', 'awx', 'all', 'demo',
+                                         'docs', 'ee-context'])
+    parser.add_argument('targets', nargs='*', help='integration targets, gates, molecule scenarios or playbooks (default: all)')
     args = parser.parse_args()
     if args.part == 'demo':
         return run_demo()
@@ -401,6 +429,8 @@ def main():
         results.append(run_units())
     if args.part in ('integration', 'all'):
         results.append(run_integration(args.targets if args.part == 'integration' else None))
+    if args.part in ('molecule', 'all'):
+        results.append(run_molecule(args.targets if args.part == 'molecule' else None))
     if args.part in ('awx', 'all'):
         results.append(run_awx(args.targets if args.part == 'awx' else None))
     return summarize(results)
