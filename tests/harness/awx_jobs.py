@@ -15,7 +15,8 @@ not playbooks), this does what an AWX job template does with a project that is t
    playbook_on_stats of every host (and the set_stats artifacts the job template expects).
 
 A job template per playbook may live in tests/harness/job_templates/NAME.yml (extra_vars, limit, verbosity,
-job_type run|check, lab_reset: guests to reset first, artifacts: set_stats keys the job must publish);
+job_type run|check, inventory (a dict) or inventory_file (a path in the repository), lab_reset: guests to reset
+first, artifacts: set_stats keys the job must publish);
 a playbook without one runs with the lab's inventory and extra vars alone.
 """
 
@@ -71,7 +72,14 @@ def listed_tasks(output):
     return plays
 
 
+def _short_role(name):
+    # --list-tasks names a collection role by its FQCN (kvm.hotplug.rebalance : task), the job events by its
+    # short name (rebalance : task)
+    return re.sub(r'^[A-Za-z0-9_]+\.[A-Za-z0-9_]+\.([A-Za-z0-9_]+ : )', r'\1', name)
+
+
 def matches(listed, started):
+    listed, started = _short_role(listed), _short_role(started)
     if '{{' not in listed:
         return listed == started
     pattern = '^' + re.sub(r'\\\{\\\{.*?\\\}\\\}', '.*', re.escape(listed)) + '$'
@@ -174,8 +182,11 @@ def run_job(tree, playbook, scratch, lab_vars, run_tool, tool, log, reset_guest)
 
     # 2. the job's private data directory
     python = lab_vars['kvmhp_python']
-    hosts = template.get('inventory') or {'all': {'hosts': {'localhost': {
-        'ansible_connection': 'local', 'ansible_python_interpreter': python}}}}
+    if template.get('inventory_file'):     # an inventory of the repository, e.g. the fleet lab's
+        hosts = yaml.safe_load(open(os.path.join(lab_vars['kvmhp_repo'], template['inventory_file'])))
+    else:
+        hosts = template.get('inventory') or {'all': {'hosts': {'localhost': {
+            'ansible_connection': 'local', 'ansible_python_interpreter': python}}}}
     write_yaml(os.path.join(private, 'inventory', 'hosts.yml'), hosts)
     extravars = {'lab_serial_log_dir': lab_vars['kvmhp_lab_state_dir']}
     extravars.update(template.get('extra_vars') or {})
