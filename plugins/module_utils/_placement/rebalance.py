@@ -28,6 +28,9 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
+import gc
+from operator import itemgetter
+
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 
 VCPUS = 'vcpus'
@@ -35,6 +38,7 @@ MEMORY = 'memory_mib'
 RESOURCES = (VCPUS, MEMORY)
 _BOUND_KEYS = {VCPUS: ('min_vcpus', 'max_vcpus'), MEMORY: ('min_memory_mib', 'max_memory_mib')}
 _UNIT = {VCPUS: 'vCPUs', MEMORY: 'MiB'}
+_BY_NAME = itemgetter('name')
 
 
 def _int(value, what):
@@ -84,28 +88,6 @@ def host_capacity(host):
             MEMORY: max(0, int(memory * memory_ratio) - reserve_memory)}
 
 
-def _reach(vm, resource, current):
-    """(grid, lowest, highest, why-args) that hotplug can reach from current; _reach_why(why-args) says why."""
-    get = vm.get
-    if resource == VCPUS:
-        fixed = _int(get('fixed_vcpus', 1), 'fixed_vcpus') or 1
-        maximum = _int(get('vcpu_maximum'), 'vcpu_maximum')
-        if maximum is None or maximum < current:
-            maximum = current
-        return 1, (fixed if fixed < current else current), maximum, (VCPUS, maximum)
-    grid = _int(get('dimm_mib'), 'dimm_mib') or 0
-    max_memory = _int(get('memory_maximum_mib'), 'memory_maximum_mib')
-    if grid <= 0 or max_memory is None:
-        return 1, current, current, None
-    removable = _int(get('removable_dimms', 0), 'removable_dimms') or 0
-    free = _int(get('free_slots', 0), 'free_slots') or 0
-    room = (max_memory - current) // grid
-    up = free if free < room else room
-    if up < 0:
-        up = 0
-    return grid, current - removable * grid, current + up * grid, (MEMORY, max_memory, room < free, free, grid)
-
-
 def _reach_why(why):
     if why is None:
         return 'no memory hotplug (no maxMemory or DIMM size)'
@@ -117,105 +99,159 @@ def _reach_why(why):
     return '%d free memory slot%s of %d MiB' % (free, '' if free == 1 else 's', grid)
 
 
-class _Want(object):
-    """What one VM asks for one resource after bounds and damping, and the least it can be left with."""
-
-    __slots__ = ('current', 'demand', 'grid', 'lo', 'hi', 'want', 'floor', 'reasons', 'pending')
-
-    def __init__(self, current, demand, grid, lo, hi, want, floor, reasons, pending):
-        self.current = current
-        self.demand = demand
-        self.grid = grid
-        self.lo = lo
-        self.hi = hi
-        self.want = want
-        self.floor = floor
-        self.reasons = reasons
-        self.pending = pending
+# A want (what one VM asks for one resource after reach, bounds and damping, and the least it can be left with) is
+# a plain tuple: it is made for every VM of a fleet twice, and a tuple is the cheapest thing to make and unpack.
+# (current, demand, grid, lowest, highest, want, floor, reasons, pending)
+_GRID, _WANT, _FLOOR = 2, 5, 6
 
 
-def _want(vm, resource, current, demand, settings, pending):
-    reasons = []
-    grid, reach_lo, reach_hi, reach_why = _reach(vm, resource, current)
+def _wants(vms, resource, conf, state):
+    """The wants of the VMs for one resource, in their order, and the sum of what they want.
+
+    The hot loop of the planner, so the settings are locals and a field that is a plain int skips the _int call
+    (x.__class__ is not int and x is not None: one test for the common case).  The fields are read and checked in
+    the order of the steps in the module docstring, VM by VM, so that bad input gives the same error as always.
+    """
+    vcpus = resource == VCPUS
+    demand_key = 'demand_' + resource
     min_key, max_key = _BOUND_KEYS[resource]
-    bmin = _int(vm.get(min_key), min_key)
-    bmax = _int(vm.get(max_key), max_key)
     unit = _UNIT[resource]
-    lo, hi = reach_lo, reach_hi
-    hi_why = None
-    if bmax is not None:
-        top = current + ((bmax - current) // grid) * grid
-        if top < hi:
-            hi, hi_why = top, '%s %d' % (max_key, bmax)
-    lo_why = None
-    if bmin is not None:
-        bottom = current - ((current - bmin) // grid) * grid
-        if bottom > lo:
-            lo, lo_why = bottom, '%s %d' % (min_key, bmin)
-    if lo > hi:
-        # the bounds ask for what hotplug cannot reach: get as close as the hardware allows
-        if lo_why is not None and lo > reach_hi:
-            reasons.append('%s is above what hotplug can reach (%s): kept at %d %s'
-                           % (lo_why, _reach_why(reach_why), reach_hi, unit))
-            lo = hi = reach_hi
+    hysteresis = conf['hysteresis'][resource]
+    rounds = conf['rounds']
+    max_step = conf['step'][resource]
+    out = []
+    total = 0
+    for vm in vms:
+        get = vm.get
+        current = vm[resource]
+        if current.__class__ is not int:
+            current = _int(current, resource)
+        demand = get(demand_key)
+        if demand.__class__ is not int and demand is not None:
+            demand = _int(demand, demand_key)
+        pending = (state.get(vm['name']) or {}).get(resource) if state else None
+
+        # 1. the reachable range; why is what _reach_why words when the range caps the demand
+        if vcpus:
+            fixed = get('fixed_vcpus')
+            if fixed.__class__ is not int and fixed is not None:
+                fixed = _int(fixed, 'fixed_vcpus')
+            fixed = fixed or 1
+            maximum = get('vcpu_maximum')
+            if maximum.__class__ is not int and maximum is not None:
+                maximum = _int(maximum, 'vcpu_maximum')
+            if maximum is None or maximum < current:
+                maximum = current
+            grid, reach_lo, reach_hi, why = 1, (fixed if fixed < current else current), maximum, (VCPUS, maximum)
         else:
-            reasons.append('%s is below what can be unplugged: kept at %d %s' % (hi_why, reach_lo, unit))
-            lo = hi = reach_lo
-    asked = current if demand is None else demand
-    target = current - ((current - asked) // grid) * grid
-    if target > hi:
-        reasons.append('demand %d %s capped at %d by %s' % (asked, unit, hi, hi_why or _reach_why(reach_why)))
-        target = hi
-    elif target < lo:
-        reasons.append('demand %d %s raised to %d by %s' % (asked, unit, lo, lo_why or 'what can be unplugged'))
-        target = lo
-    anchor = current if lo <= current <= hi else (lo if current < lo else hi)
-    if anchor != current:
-        reasons.append('%d %s is outside the bounds: moved to %d' % (current, unit, anchor))
-    delta = target - anchor
-    new_pending = None
-    if delta and anchor == current:
-        hysteresis = settings['hysteresis'][resource]
-        if -hysteresis < delta < hysteresis:
-            reasons.append('a change of %d %s is below rebalance_hysteresis (%d)' % (delta, unit, hysteresis))
-            target = anchor
-        elif settings['rounds'] > 1:
-            direction = 1 if delta > 0 else -1
-            seen = 1
-            if pending and pending.get('direction') == direction:
-                seen = int(pending.get('rounds', 0)) + 1
-            if seen < settings['rounds']:
-                reasons.append('imbalance seen in %d of %d runs in a row (rebalance_hysteresis rounds)'
-                               % (seen, settings['rounds']))
+            grid = get('dimm_mib')
+            if grid.__class__ is not int:
+                grid = _int(grid, 'dimm_mib') or 0
+            max_memory = get('memory_maximum_mib')
+            if max_memory.__class__ is not int and max_memory is not None:
+                max_memory = _int(max_memory, 'memory_maximum_mib')
+            if grid <= 0 or max_memory is None:
+                grid, reach_lo, reach_hi, why = 1, current, current, None
+            else:
+                removable = get('removable_dimms')
+                if removable.__class__ is not int:
+                    removable = _int(removable, 'removable_dimms') or 0
+                free = get('free_slots')
+                if free.__class__ is not int:
+                    free = _int(free, 'free_slots') or 0
+                room = (max_memory - current) // grid
+                up = free if free < room else room
+                if up < 0:
+                    up = 0
+                reach_lo, reach_hi = current - removable * grid, current + up * grid
+                why = (MEMORY, max_memory, room < free, free, grid)
+
+        # 2. the bounds narrow the range (lo_bound, hi_bound: a bound did, and is the why)
+        bmin = get(min_key)
+        if bmin.__class__ is not int and bmin is not None:
+            bmin = _int(bmin, min_key)
+        bmax = get(max_key)
+        if bmax.__class__ is not int and bmax is not None:
+            bmax = _int(bmax, max_key)
+        reasons = []
+        lo, hi = reach_lo, reach_hi
+        lo_bound = hi_bound = False
+        if bmax is not None:
+            top = current + ((bmax - current) // grid) * grid
+            if top < hi:
+                hi, hi_bound = top, True
+        if bmin is not None:
+            bottom = current - ((current - bmin) // grid) * grid
+            if bottom > lo:
+                lo, lo_bound = bottom, True
+        if lo > hi:
+            # the bounds ask for what hotplug cannot reach: get as close as the hardware allows
+            if lo_bound and lo > reach_hi:
+                reasons.append('%s %d is above what hotplug can reach (%s): kept at %d %s'
+                               % (min_key, bmin, _reach_why(why), reach_hi, unit))
+                lo = hi = reach_hi
+            else:
+                reasons.append('%s is below what can be unplugged: kept at %d %s'
+                               % ('%s %d' % (max_key, bmax) if hi_bound else None, reach_lo, unit))
+                lo = hi = reach_lo
+
+        # 3. the demand, on the grid and into the range
+        asked = current if demand is None else demand
+        target = current - ((current - asked) // grid) * grid
+        if target > hi:
+            reasons.append('demand %d %s capped at %d by %s'
+                           % (asked, unit, hi, '%s %d' % (max_key, bmax) if hi_bound else _reach_why(why)))
+            target = hi
+        elif target < lo:
+            reasons.append('demand %d %s raised to %d by %s'
+                           % (asked, unit, lo, '%s %d' % (min_key, bmin) if lo_bound else 'what can be unplugged'))
+            target = lo
+        anchor = current if lo <= current <= hi else (lo if current < lo else hi)
+        if anchor != current:
+            reasons.append('%d %s is outside the bounds: moved to %d' % (current, unit, anchor))
+
+        # 4. damping
+        delta = target - anchor
+        new_pending = None
+        if delta and anchor == current:
+            if -hysteresis < delta < hysteresis:
+                reasons.append('a change of %d %s is below rebalance_hysteresis (%d)' % (delta, unit, hysteresis))
                 target = anchor
-                new_pending = dict(direction=direction, rounds=seen)
-    step = settings['step'][resource]
-    if step is not None:
-        step = (step // grid) * grid
-        if target - anchor > step:
-            target = anchor + step
-            reasons.append('limited by rebalance_max_step to +%d %s' % (step, unit))
-        elif anchor - target > step:
-            target = anchor - step
-            reasons.append('limited by rebalance_max_step to -%d %s' % (step, unit))
-        floor = (target if target < anchor else anchor) - step
-        if floor < lo:
+            elif rounds > 1:
+                direction = 1 if delta > 0 else -1
+                seen = 1
+                if pending and pending.get('direction') == direction:
+                    seen = int(pending.get('rounds', 0)) + 1
+                if seen < rounds:
+                    reasons.append('imbalance seen in %d of %d runs in a row (rebalance_hysteresis rounds)'
+                                   % (seen, rounds))
+                    target = anchor
+                    new_pending = dict(direction=direction, rounds=seen)
+        if max_step is not None:
+            step = (max_step // grid) * grid
+            if target - anchor > step:
+                target = anchor + step
+                reasons.append('limited by rebalance_max_step to +%d %s' % (step, unit))
+            elif anchor - target > step:
+                target = anchor - step
+                reasons.append('limited by rebalance_max_step to -%d %s' % (step, unit))
+            floor = (target if target < anchor else anchor) - step
+            if floor < lo:
+                floor = lo
+        else:
             floor = lo
-    else:
-        floor = lo
-    if floor > target:
-        floor = target
-    return _Want(current, asked, grid, lo, hi, target, floor, reasons, new_pending)
+        if floor > target:
+            floor = target
+        out.append((current, asked, grid, lo, hi, target, floor, reasons, new_pending))
+        total += target
+    return out, total
 
 
-def _share(wants, priorities, names, capacity):
+def _share(wants, total_want, priorities, names, capacity):
     """Targets for one resource: every want when they fit, else floors plus the rest by priority, then proportion."""
-    total_want = 0
-    for w in wants:
-        total_want += w.want
     if total_want <= capacity:
-        return [w.want for w in wants], None
-    targets = [w.floor for w in wants]
+        return [w[_WANT] for w in wants], None
+    targets = [w[_FLOOR] for w in wants]
     rest = capacity - sum(targets)
     if rest < 0:
         return targets, 'the host is over capacity even with every VM at its floor (its minimum, or max_step less)'
@@ -224,29 +260,29 @@ def _share(wants, priorities, names, capacity):
     for index, priority in enumerate(priorities):
         by_level.setdefault(priority, []).append(index)
     for level in levels:
-        members = [i for i in by_level[level] if wants[i].want > wants[i].floor]
-        extra = sum(wants[i].want - wants[i].floor for i in members)
+        members = [i for i in by_level[level] if wants[i][_WANT] > wants[i][_FLOOR]]
+        extra = sum(wants[i][_WANT] - wants[i][_FLOOR] for i in members)
         if extra <= rest:
             for i in members:
-                targets[i] = wants[i].want
+                targets[i] = wants[i][_WANT]
             rest -= extra
             continue
         given = 0
         remainders = []
         for i in members:
             w = wants[i]
-            ask = w.want - w.floor
+            ask = w[_WANT] - w[_FLOOR]
             share = ask * rest // extra
-            share -= share % w.grid
-            targets[i] = w.floor + share
+            share -= share % w[_GRID]
+            targets[i] = w[_FLOOR] + share
             given += share
             remainders.append((-(ask * rest % extra) / float(extra), names[i], i))
         left = rest - given
         for _frac, _name, i in sorted(remainders):
-            w = wants[i]
-            if w.grid <= left and targets[i] + w.grid <= w.want:
-                targets[i] += w.grid
-                left -= w.grid
+            grid = wants[i][_GRID]
+            if grid <= left and targets[i] + grid <= wants[i][_WANT]:
+                targets[i] += grid
+                left -= grid
         # what this level cannot use (less than a grid step of each VM in it) goes on to the lower levels
         rest = left
     return targets, None
@@ -265,79 +301,113 @@ def plan_host(host, vms, settings=None, state=None, explain=True):
     explain: add each VM's range {resource: {lowest, highest, want, floor, grid}} (what the report and the property
     tests read; a fleet-wide planner that only needs the steps can leave it out).
     """
-    conf = _settings(settings)
+    return _plan_host(host, vms, _settings(settings), state, explain)
+
+
+def _plan_host(host, vms, conf, state, explain):
     capacity = host_capacity(host)
     state = state or {}
-    ordered = sorted(vms, key=lambda v: v['name'])
+    ordered = sorted(vms, key=_BY_NAME)
     names = [v['name'] for v in ordered]
     if len(set(names)) != len(names):
         raise HotplugError('VM names must be unique on a host')
     active = [v for v in ordered if v.get('active', True)]
     active_names = [v['name'] for v in active]
-    priorities = [_int(v.get('priority', 0), 'priority') or 0 for v in active]
-    wants = {}
-    targets = {}
-    host_notes = {}
-    for resource in RESOURCES:
-        demand_key = 'demand_' + resource
-        wants[resource] = [_want(v, resource, _int(v[resource], resource), _int(v.get(demand_key), demand_key),
-                                 conf, (state.get(v['name']) or {}).get(resource)) for v in active]
-        targets[resource], host_notes[resource] = _share(wants[resource], priorities, active_names, capacity[resource])
+    priorities = []
+    for v in active:
+        priority = v.get('priority', 0)
+        priorities.append(priority if priority.__class__ is int else _int(priority, 'priority') or 0)
+    wants_v, total_v = _wants(active, VCPUS, conf, state)
+    targets_v, note_v = _share(wants_v, total_v, priorities, active_names, capacity[VCPUS])
+    wants_m, total_m = _wants(active, MEMORY, conf, state)
+    targets_m, note_m = _share(wants_m, total_m, priorities, active_names, capacity[MEMORY])
+
     entries = []
     steps_down, steps_up = [], []
     new_state = {}
-    index = dict((name, i) for i, name in enumerate(active_names))
-    wants_v, wants_m = wants[VCPUS], wants[MEMORY]
-    targets_v, targets_m = targets[VCPUS], targets[MEMORY]
-    totals = dict((stage, {VCPUS: 0, MEMORY: 0}) for stage in ('before', 'demand', 'target'))
-    for vm in ordered:
+    before_v = before_m = demand_v = demand_m = target_v = target_m = 0
+    shortfall = ('host capacity: %d of the %d %s it would get (priority %d; the shortfall is shared by priority, '
+                 'then in proportion)')
+    # both resources in one pass, vCPUs first: reasons, state and steps come out in that order
+    for vm, priority, wv, wm, tv, tm in zip(active, priorities, wants_v, wants_m, targets_v, targets_m):
         name = vm['name']
-        if name not in index:
-            entries.append(dict(name=name, active=False, changed=False,
-                                before={VCPUS: vm.get(VCPUS), MEMORY: vm.get(MEMORY)},
-                                demand={VCPUS: vm.get('demand_vcpus'), MEMORY: vm.get('demand_memory_mib')},
-                                target={VCPUS: vm.get(VCPUS), MEMORY: vm.get(MEMORY)},
-                                reasons=['the domain is not running: hotplug needs a running domain']))
-            continue
-        i = index[name]
-        wv, wm = wants_v[i], wants_m[i]
-        tv, tm = targets_v[i], targets_m[i]
-        reasons = wv.reasons + wm.reasons if wm.reasons else list(wv.reasons)
-        for resource, w, target in ((VCPUS, wv, tv), (MEMORY, wm, tm)):
-            if target < w.want:
-                reasons.append(
-                    'host capacity: %d of the %d %s it would get (priority %d; the shortfall is shared by priority, '
-                    'then in proportion)' % (target, w.want, _UNIT[resource], priorities[i]))
-            if host_notes[resource] and target < w.demand:
-                reasons.append(host_notes[resource])
-            if w.pending is not None:
-                new_state.setdefault(name, {})[resource] = w.pending
-            if target != w.current:
-                step = dict(name=name, resource=resource, before=w.current, after=target, delta=target - w.current)
-                (steps_down if target < w.current else steps_up).append(step)
-        entry = dict(
-            name=name, active=True, priority=priorities[i], changed=tv != wv.current or tm != wm.current,
-            before={VCPUS: wv.current, MEMORY: wm.current}, demand={VCPUS: wv.demand, MEMORY: wm.demand},
-            target={VCPUS: tv, MEMORY: tm}, reasons=reasons)
+        cur_v, dem_v, grid_v, lo_v, hi_v, want_v, floor_v, reasons, pending_v = wv
+        cur_m, dem_m, grid_m, lo_m, hi_m, want_m, floor_m, reasons_m, pending_m = wm
+        # the vCPU want's reasons list is this VM's alone: it becomes the entry's
+        if reasons_m:
+            reasons += reasons_m
+        if tv < want_v:
+            reasons.append(shortfall % (tv, want_v, 'vCPUs', priority))
+        if note_v and tv < dem_v:
+            reasons.append(note_v)
+        if pending_v is not None:
+            new_state.setdefault(name, {})[VCPUS] = pending_v
+        if tv != cur_v:
+            (steps_down if tv < cur_v else steps_up).append(
+                {'name': name, 'resource': VCPUS, 'before': cur_v, 'after': tv, 'delta': tv - cur_v})
+        if tm < want_m:
+            reasons.append(shortfall % (tm, want_m, 'MiB', priority))
+        if note_m and tm < dem_m:
+            reasons.append(note_m)
+        if pending_m is not None:
+            new_state.setdefault(name, {})[MEMORY] = pending_m
+        if tm != cur_m:
+            (steps_down if tm < cur_m else steps_up).append(
+                {'name': name, 'resource': MEMORY, 'before': cur_m, 'after': tm, 'delta': tm - cur_m})
+        entry = {'name': name, 'active': True, 'priority': priority, 'changed': tv != cur_v or tm != cur_m,
+                 'before': {VCPUS: cur_v, MEMORY: cur_m}, 'demand': {VCPUS: dem_v, MEMORY: dem_m},
+                 'target': {VCPUS: tv, MEMORY: tm}, 'reasons': reasons}
         if explain:
-            entry['range'] = {VCPUS: dict(lowest=wv.lo, highest=wv.hi, want=wv.want, floor=wv.floor, grid=wv.grid),
-                              MEMORY: dict(lowest=wm.lo, highest=wm.hi, want=wm.want, floor=wm.floor, grid=wm.grid)}
+            entry['range'] = {
+                VCPUS: {'lowest': lo_v, 'highest': hi_v, 'want': want_v, 'floor': floor_v, 'grid': grid_v},
+                MEMORY: {'lowest': lo_m, 'highest': hi_m, 'want': want_m, 'floor': floor_m, 'grid': grid_m}}
         entries.append(entry)
-        for key, a, b in (('before', wv.current, wm.current), ('demand', wv.demand, wm.demand), ('target', tv, tm)):
-            totals[key][VCPUS] += a
-            totals[key][MEMORY] += b
+        before_v += cur_v
+        before_m += cur_m
+        demand_v += dem_v
+        demand_m += dem_m
+        target_v += tv
+        target_m += tm
+    if len(active) != len(ordered):
+        # the VMs that are not running go back in between, in name order
+        made = iter(entries)
+        entries = [next(made) if vm.get('active', True) else _inactive_entry(vm) for vm in ordered]
     return dict(
         changed=bool(steps_down or steps_up),
         capacity=capacity,
-        totals=totals,
+        totals={'before': {VCPUS: before_v, MEMORY: before_m}, 'demand': {VCPUS: demand_v, MEMORY: demand_m},
+                'target': {VCPUS: target_v, MEMORY: target_m}},
         vms=entries,
         steps=steps_down + steps_up,
         state=new_state,
     )
 
 
+def _inactive_entry(vm):
+    return dict(name=vm['name'], active=False, changed=False,
+                before={VCPUS: vm.get(VCPUS), MEMORY: vm.get(MEMORY)},
+                demand={VCPUS: vm.get('demand_vcpus'), MEMORY: vm.get('demand_memory_mib')},
+                target={VCPUS: vm.get(VCPUS), MEMORY: vm.get(MEMORY)},
+                reasons=['the domain is not running: hotplug needs a running domain'])
+
+
 def plan_fleet(hosts, settings=None, states=None, explain=True):
     """plan_host for each host: {host name: plan}; hosts is {name: (host, vms)}."""
     states = states or {}
-    return dict((name, plan_host(host, vms, settings, states.get(name), explain))
-                for name, (host, vms) in sorted(hosts.items()))
+    conf = None  # the settings are checked once, before the first host (as plan_host would)
+    out = {}
+    # The plans of a fleet are a million or so new dicts and lists that all live on: each run of the cyclic garbage
+    # collector walks them again without finding garbage (the plans hold no cycles), which cost about as much as the
+    # planning itself.  It is paused while planning and restored as it was, also on an error.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for name, (host, vms) in sorted(hosts.items()):
+            state = states.get(name)
+            if conf is None:
+                conf = _settings(settings)
+            out[name] = _plan_host(host, vms, conf, state, explain)
+    finally:
+        if collecting:
+            gc.enable()
+    return out
