@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Give N running guests of one host one more vCPU each and wait until every guest has it online, three ways,
+measured side by side in one run (issue 12: O(1) module invocations per host, not one task per VM):
+
+  role     ansible-playbook kvm.hotplug.rebalance (declared demand: each VM's vCPUs + 1): one plan call and one
+           apply call for the host, whatever N is;
+  naive    a playbook that loops one kvm.hotplug.vcpu_hotplug task per VM (what a user writes without the role);
+  direct   virDomainSetVcpusFlags per VM from Python, then poll virDomainGetGuestVcpus until all are online.
+
+Run by hand from the repository root against the single-host lab (make lab-up first):
+
+    .venv/bin/python bench/rebalance_bench.py [--sizes 1,4,7] [--rounds 1]
+
+Before every measurement the guests are reset (tests/lab/labctl reset; not timed): under TCG a guest cannot give
+a vCPU back reliably, so each measurement starts from the same boot state. Printed: seconds per method and N, the
+ratios role/direct and naive/direct, and how each grows from the smallest N to the largest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import libvirt
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PYTHON = sys.executable
+# lab guests that can take one more vCPU (tests/lab/README.md); lab-pinned is left out (its pins would need a plan)
+GUESTS = ['lab-small', 'lab-mem', 'lab-vmem', 'lab-q35', 'lab-numa', 'lab-vcpu-stock', 'lab-vcpu']
+URI = 'qemu:///system'
+
+
+def reset(guests):
+    for guest in guests:
+        subprocess.run([PYTHON, os.path.join(REPO, 'tests', 'lab', 'labctl'), 'reset', guest], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def current_vcpus(conn, guests):
+    return dict((g, conn.lookupByName(g).vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE)) for g in guests)
+
+
+def online_count(dom):
+    text = (dom.guestVcpus() or {}).get('online', '')
+    count = 0
+    for part in filter(None, text.split(',')):
+        first, _, last = part.partition('-')
+        count += int(last or first) - int(first) + 1
+    return count
+
+
+def direct(conn, want):
+    started = time.monotonic()
+    doms = dict((g, conn.lookupByName(g)) for g in want)
+    for guest, count in want.items():
+        doms[guest].setVcpusFlags(count, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    pending = set(want)
+    while pending:
+        for guest in sorted(pending):
+            try:
+                if online_count(doms[guest]) == want[guest]:
+                    pending.discard(guest)
+            except libvirt.libvirtError:
+                pass
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def collections_path():
+    link = os.path.join(REPO, '.tmp', 'demo-collections', 'ansible_collections', 'kvm', 'hotplug')
+    if not os.path.exists(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(REPO, link)
+    return os.path.join(REPO, '.tmp', 'demo-collections')
+
+
+def playbook(args, work):
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_NOCOLOR='1')
+    started = time.monotonic()
+    proc = subprocess.run([os.path.join(os.path.dirname(PYTHON), 'ansible-playbook')] + args, cwd=work, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.exit('ansible-playbook %s failed:\n%s' % (' '.join(args), proc.stdout[-3000:]))
+    return seconds
+
+
+def inventory(work, want):
+    path = os.path.join(work, 'inventory.json')
+    host = dict(ansible_connection='local', ansible_python_interpreter=PYTHON, kvm_hotplug_uri=URI,
+                kvm_hotplug_vms=dict((g, dict(vcpus=c)) for g, c in want.items()),
+                kvm_hotplug_host_reserve=dict(cpus=0, memory=0),
+                rebalance_cpu_overcommit=64.0, rebalance_memory_overcommit=64.0,
+                rebalance_max_step=dict(vcpus=1, memory_mib=0), rebalance_report_dir=os.path.join(work, 'report'))
+    with open(path, 'w') as handle:
+        json.dump(dict(all=dict(children=dict(kvm_hosts=dict(hosts=dict(hv=host))))), handle)
+    return path
+
+
+def role(work, want):
+    return playbook(['-i', inventory(work, want), 'kvm.hotplug.rebalance'], work)
+
+
+def naive(work, want):
+    path = os.path.join(work, 'naive.yml')
+    with open(path, 'w') as handle:
+        json.dump([dict(name='One task per VM', hosts='kvm_hosts', gather_facts=False, tasks=[dict(
+            name='Hot-add the vCPU', loop="{{ kvm_hotplug_vms | dict2items }}",
+            **{'kvm.hotplug.vcpu_hotplug': dict(uri=URI, name='{{ item.key }}', count='{{ item.value.vcpus }}',
+                                                wait_for_guest=True)})])], handle)
+    return playbook(['-i', inventory(work, want), path], work)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--sizes', default='1,4,%d' % len(GUESTS))
+    parser.add_argument('--rounds', type=int, default=1)
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.sizes.split(',')]
+    if max(sizes) > len(GUESTS):
+        sys.exit('at most %d guests (%s)' % (len(GUESTS), ', '.join(GUESTS)))
+    work = tempfile.mkdtemp(prefix='kvmhp-rebalance-bench-')
+    conn = libvirt.open(URI)
+    times = dict((n, dict(direct=[], role=[], naive=[])) for n in sizes)
+    for _round in range(args.rounds):
+        for n in sizes:
+            guests = GUESTS[:n]
+            for method in ('direct', 'role', 'naive'):   # alternating, so drift hits each method alike
+                reset(guests)
+                want = dict((g, c + 1) for g, c in current_vcpus(conn, guests).items())
+                seconds = direct(conn, want) if method == 'direct' else globals()[method](work, want)
+                after = current_vcpus(conn, guests)
+                if after != want:
+                    sys.exit('%s with N=%d left %s, wanted %s' % (method, n, after, want))
+                times[n][method].append(seconds)
+                print('N=%d %-6s %.2f s' % (n, method, seconds), flush=True)
+    reset(GUESTS[:max(sizes)])
+    conn.close()
+    print('\n%4s %9s %9s %9s %12s %12s' % ('N', 'direct', 'role', 'naive', 'role/direct', 'naive/direct'))
+    med = dict((n, dict((m, statistics.median(v)) for m, v in times[n].items())) for n in sizes)
+    for n in sizes:
+        m = med[n]
+        print('%4d %8.2fs %8.2fs %8.2fs %11.2fx %11.2fx' % (n, m['direct'], m['role'], m['naive'],
+                                                          m['role'] / m['direct'], m['naive'] / m['direct']))
+    small, large = min(sizes), max(sizes)
+    if large > small:
+        print('growth from N=%d to N=%d: direct %.2fx, role %.2fx, naive %.2fx (per added VM: role %.2f s, '
+              'naive %.2f s)' % (small, large, med[large]['direct'] / med[small]['direct'],
+                                med[large]['role'] / med[small]['role'], med[large]['naive'] / med[small]['naive'],
+                                (med[large]['role'] - med[small]['role']) / (large - small),
+                                (med[large]['naive'] - med[small]['naive']) / (large - small)))
+    print('load average: %s (2 cores, TCG guests)' % ' '.join('%.1f' % x for x in os.getloadavg()))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
