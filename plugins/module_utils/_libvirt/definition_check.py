@@ -40,8 +40,8 @@ class DomainCapabilities:
     memory_models: tuple | None         # memory device models offered, None: not listed
 
     def describe(self):
-        parts = [text % value for text, value in (('machine type %s', self.machine), ('%s virtualization', self.virt_type),
-                                                   ('emulator %s', self.emulator)) if value is not None]
+        known = (('machine type %s', self.machine), ('%s virtualization', self.virt_type), ('emulator %s', self.emulator))
+        parts = [text % value for text, value in known if value is not None]
         return ', '.join(parts) or 'the hypervisor'
 
 
