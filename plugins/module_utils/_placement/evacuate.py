@@ -144,7 +144,7 @@ def _ratio(value, what):
 
 def _ids(value, what):
     """Sorted id tuple of a cpulist string or a list of ids (_common/cpulist.py parse_id_list)."""
-    if value is None:
+    if value is None or (isinstance(value, str) and not value.strip()):
         return ()
     if value.__class__ is list and all(i.__class__ is int and i >= 0 for i in value):
         return tuple(sorted(set(value)))        # the common case first: the planner runs over whole hosts
