@@ -60,8 +60,8 @@ domain's memory is bound to):
 
 1. vCPUs: a vCPU's CPUs are its vcpupin, else the <vcpu cpuset>, else any CPU.  A domain with pinned vCPUs keeps
    the CPUs of its pinning that stay online (A); it stays only when A is not empty and
-   len(A) * cpu_overcommit >= its pinned current vCPUs.  A pin that keeps some CPUs keeps those; a pin left with
-   none moves to the CPU of A with the fewest of the domain's vCPU pins (then the lowest id).  A <vcpu cpuset>
+   len(A) * cpu_overcommit >= its pinned current vCPUs.  A pin that loses CPUs keeps its CPUs that stay online; a
+   pin left with none moves to the CPU of A with the fewest of the domain's vCPU pins (then the lowest id).  A <vcpu cpuset>
    with no CPU left makes it leave (as host_resource_offline refuses it).  Emulator and iothread pins keep their
    online CPUs, else go to A, else to the online CPUs that are not isolated; they never make a domain leave.
 2. memory: numatune mode strict, restrictive or interleave binds memory.  Bound to nodes of L only: it leaves.
@@ -327,8 +327,8 @@ class _Stay(object):
         self.relocate = None        # (nodes, MiB) the bound memory may need there
 
 
-def _repin_thread(cpus, removed, allowed, online_left):
-    left = tuple(c for c in cpus if c not in removed)
+def _repin_thread(cpus, online, allowed, online_left):
+    left = tuple(c for c in cpus if c in online)
     return left or allowed or online_left
 
 
@@ -338,7 +338,7 @@ def _judge_cpus(vm, stay, removed, online, cpu_ratio, isolated):
         return []
     reasons = []
     cpuset = vm.cpuset
-    if cpuset is not None and not any(c not in removed for c in cpuset):
+    if cpuset is not None and removed & set(cpuset) and not any(c in online for c in cpuset):
         reasons.append('its <vcpu cpuset> %s has no CPU left once CPU %s go offline'
                        % (format_cpulist(cpuset), format_cpulist(sorted(removed & set(cpuset)))))
     union = set()
@@ -365,11 +365,12 @@ def _judge_cpus(vm, stay, removed, online, cpu_ratio, isolated):
     load = dict((c, 0) for c in allowed)
     for vcpu in sorted(vm.vcpupin):
         pin = vm.vcpupin[vcpu]
-        left = tuple(c for c in pin if c not in removed)
+        touched = removed & set(pin)
+        left = tuple(c for c in pin if c in online) if touched else pin
         if not left:
             homeless.append(vcpu)
             continue
-        if len(left) != len(pin):
+        if touched:
             new_pins[vcpu] = left
         for cpu in left:
             if cpu in load:
@@ -381,11 +382,11 @@ def _judge_cpus(vm, stay, removed, online, cpu_ratio, isolated):
     if new_pins:
         pinning['vcpupin'] = dict((str(v), format_cpulist(p)) for v, p in sorted(new_pins.items()))
     if cpuset is not None and removed & set(cpuset):
-        pinning['cpuset'] = format_cpulist(c for c in cpuset if c not in removed)
+        pinning['cpuset'] = format_cpulist(c for c in cpuset if c in online)
     online_left = tuple(sorted(c for c in online if c not in isolated)) or tuple(sorted(online))
     if vm.emulatorpin and removed & set(vm.emulatorpin):
-        pinning['emulatorpin'] = format_cpulist(_repin_thread(vm.emulatorpin, removed, allowed, online_left))
-    moved = dict((str(i), format_cpulist(_repin_thread(p, removed, allowed, online_left)))
+        pinning['emulatorpin'] = format_cpulist(_repin_thread(vm.emulatorpin, online, allowed, online_left))
+    moved = dict((str(i), format_cpulist(_repin_thread(p, online, allowed, online_left)))
                  for i, p in sorted(vm.iothreadpin.items()) if removed & set(p))
     if moved:
         pinning['iothreadpin'] = moved
