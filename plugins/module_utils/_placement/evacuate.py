@@ -91,6 +91,7 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
+import functools
 import heapq
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_id_list
@@ -120,6 +121,8 @@ _NO_LIMIT = 'no destination was given'
 # input
 
 def _whole(value, what, low=None):
+    if value.__class__ is int and (low is None or value >= low):
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
@@ -144,10 +147,24 @@ def _ratio(value, what):
 
 def _ids(value, what):
     """Sorted id tuple of a cpulist string or a list of ids (_common/cpulist.py parse_id_list)."""
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None:
         return ()
+    if value.__class__ is str:                  # the common cases first: the planner runs over whole hosts
+        if value.isdigit():
+            return (int(value),)
+        return _text_ids(value, what)
     if value.__class__ is list and all(i.__class__ is int and i >= 0 for i in value):
-        return tuple(sorted(set(value)))        # the common case first: the planner runs over whole hosts
+        return tuple(sorted(set(value)))
+    return _parse_ids(value, what)
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_ids(text, what):
+    """The same cpulist strings come back for many domains ("0-31", "4-5"): each is parsed once."""
+    return () if not text.strip() else _parse_ids(text, what)
+
+
+def _parse_ids(value, what):
     try:
         return parse_id_list(value, what)[0]
     except ValueError as exc:
@@ -238,24 +255,36 @@ def _source_host(source):
     cpus = dict((c, Cpu(id=c, online=c in online, hotpluggable=c not in fixed, node=node_of.get(c), core_id=None,
                         package_id=None, die_id=None, thread_siblings=None)) for c in sorted(every))
     default_mib = _whole(source.get('memory_block_mib', DEFAULT_BLOCK_MIB), 'memory_block_mib', 1)
+    blocks_raw = source.get('memory_blocks') or {}
+    if not isinstance(blocks_raw, dict):
+        raise HotplugError('memory_blocks must be a mapping of ids, got %r' % (blocks_raw,))
     blocks = {}
-    for block_id, raw in sorted(_keyed(source.get('memory_blocks'), 'memory block').items()):
-        raw = raw or {}
-        removable = raw.get('removable')
-        node = raw.get('node')
+    node_blocks = {}
+    for key, raw in blocks_raw.items():      # a big host has tens of thousands: the common case first
+        if key.__class__ is str and key.isdigit():
+            block_id = int(key)
+        else:
+            block_id = key if key.__class__ is int and key >= 0 else _whole(key, 'memory block id', 0)
+        get = (raw or {}).get
+        removable = get('removable')
+        node = get('node')
+        if node is not None and node.__class__ is not int:
+            node = _whole(node, 'memory block %d node' % block_id, 0)
+        size = get('size_mib')
+        size = default_mib if size is None else _whole(size, 'memory block %d size_mib' % block_id, 1)
+        zones = get('zones')
         blocks[block_id] = MemoryBlock(
-            id=block_id, state='online' if raw.get('online', True) else 'offline',
-            removable=None if removable is None else bool(removable), valid_zones=tuple(raw.get('zones') or ()),
-            node=None if node is None else _whole(node, 'memory block %d node' % block_id, 0), phys_index=block_id,
-            phys_device=None, block_size=_whole(raw.get('size_mib', default_mib), 'memory block size_mib', 1) * MIB)
+            id=block_id, state='online' if get('online', True) else 'offline',
+            removable=None if removable is None else bool(removable), valid_zones=tuple(zones) if zones else (),
+            node=node, phys_index=block_id, phys_device=None, block_size=size * MIB)
+        node_blocks.setdefault(node, []).append(block_id)
     nodes = {}
-    for node_id in sorted(set(nodes_raw) | set(b.node for b in blocks.values() if b.node is not None)):
+    for node_id in sorted(set(nodes_raw) | set(n for n in node_blocks if n is not None)):
         raw = nodes_raw.get(node_id) or {}
         free = raw.get('free_mib')
         mine = node_cpus.get(node_id, ())
         nodes[node_id] = Node(id=node_id, cpus=mine, online_cpus=tuple(c for c in mine if c in online),
-                              memory_blocks=tuple(b.id for b in blocks.values() if b.node == node_id),
-                              mem_total_kib=None,
+                              memory_blocks=tuple(sorted(node_blocks.get(node_id, ()))), mem_total_kib=None,
                               mem_free_kib=None if free is None else _whole(free, 'node free_mib', 0) * 1024)
     memory = MemoryLayout(available=bool(blocks), block_size=default_mib * MIB, auto_online_blocks=None, blocks=blocks)
     return HostSnapshot(cpus=cpus, memory=memory, nodes=nodes,
@@ -265,7 +294,8 @@ def _source_host(source):
 
 class _Dest(object):
     __slots__ = ('name', 'order', 'cpu_left', 'mem_left', 'guests', 'vcpu_max', 'caps', 'cpu_compare', 'cpu_detail',
-                 'online_cpus', 'domains', 'added_vcpus', 'added_mib', 'added_guests', 'platform')
+                 'online_cpus', 'domains', 'added_vcpus', 'added_mib', 'added_guests', 'platform',
+                 'online_set')
 
     def __init__(self, raw, order, conf):
         name = raw.get('name')
@@ -297,6 +327,7 @@ class _Dest(object):
         self.cpu_detail = raw.get('cpu_detail') or {}
         online = raw.get('online_cpus')
         self.online_cpus = None if online is None else _ids(online, what + 'online_cpus')
+        self.online_set = frozenset(self.online_cpus or ())
         self.domains = frozenset(raw.get('domains') or ())
         self.added_vcpus = self.added_mib = self.added_guests = 0
         self.platform = (raw.get('machine'), raw.get('virt_type'), raw.get('emulator'))
@@ -490,6 +521,8 @@ def _fit_host(stays, leaves, vms, online, removed, gone_blocks, removed_mib, sou
         memory_room = (_whole(free, 'source free_memory_mib', 0) - sum(removed_mib.values()) - conf['reserve']
                        + sum(vm.resident for vm in vms if vm.name in leaves))
     used = sum(s.vm.vcpus for s in stays)
+    blocks_text = '%d memory block%s (%d MiB)' % (len(gone_blocks), '' if len(gone_blocks) == 1 else 's',
+                                                  sum(removed_mib.values()))
     index = 0
     while index < len(stays):
         cpu_short = cpu_room is not None and used > cpu_room
@@ -502,8 +535,8 @@ def _fit_host(stays, leaves, vms, online, removed, gone_blocks, removed_mib, sou
             why.append('the %d CPUs that stay online (cpu_overcommit %g: %d vCPUs) cannot hold the %d vCPUs of the '
                        'domains that would stay' % (len(online), conf['cpu_ratio'], cpu_room, used))
         if memory_short:
-            why.append('the source would lack %d MiB once memory blocks %s go offline (reserve %d MiB)'
-                       % (-memory_room, format_cpulist(gone_blocks), conf['reserve']))
+            why.append('the source would lack %d MiB once %s go offline (reserve %d MiB)'
+                       % (-memory_room, blocks_text, conf['reserve']))
         leaves[stay.vm.name] = why
         used -= stay.vm.vcpus
         if memory_room is not None:
@@ -538,8 +571,8 @@ def _try(vm, dest, conf):
     checks.add('cpus', vm.vcpus <= dest.cpu_left, value=dict(vcpus=vm.vcpus, room=dest.cpu_left),
                limit='domain %s needs %d vCPUs, the destination has room for %d more (cpu_overcommit %g)'
                      % (name, vm.vcpus, dest.cpu_left, conf['cpu_ratio']))
-    if vm.pinned_cpus:
-        check_pinned_cpus(checks, vm.pinned_cpus, dest.online_cpus, name)
+    if vm.pinned_cpus and dest.online_cpus is not None and not dest.online_set.issuperset(vm.pinned_cpus):
+        check_pinned_cpus(checks, vm.pinned_cpus, dest.online_cpus, name)     # (only called when it refuses)
     if conf['max_guests'] is not None:
         checks.add('guests', dest.guests < conf['max_guests'], value=dest.guests,
                    limit='the destination runs %d guests, max_guests is %d' % (dest.guests, conf['max_guests']))

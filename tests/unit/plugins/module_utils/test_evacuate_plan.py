@@ -103,7 +103,8 @@ def test_the_source_must_hold_what_stays():
     plan = plan_evacuation(two_nodes(vms, free=1200), dict(memory_blocks='8-15'), [dest('hv2')],
                            dict(reserve_memory_mib=200))
     assert [e['name'] for e in plan['leave']] == ['a']
-    assert 'the source would lack 24 MiB' in plan['leave'][0]['reason']
+    assert plan['leave'][0]['reason'] == 'the source would lack 24 MiB once 8 memory blocks (1024 MiB) go offline ' \
+                                         '(reserve 200 MiB)'
 
 
 def test_all_evacuates_everything_and_offlines_nothing():
@@ -246,12 +247,12 @@ MODELS = ('Skylake', 'EPYC', None)
 @st.composite
 def domain(draw, name, cpus, nodes):
     vcpus = draw(st.integers(1, 4))
-    out = dict(name=name, vcpus=vcpus, vcpus_max=draw(st.integers(vcpus, 8) | st.integers(vcpus, 48)), memory_mib=draw(st.integers(1, 16)) * 256,
-               cpu_model=draw(st.sampled_from(MODELS)), persistent=draw(st.booleans()))
+    out = dict(name=name, vcpus=vcpus, vcpus_max=draw(st.integers(vcpus, 8) | st.integers(vcpus, 48)),
+               memory_mib=draw(st.integers(1, 16)) * 256, cpu_model=draw(st.sampled_from(MODELS)),
+               persistent=draw(st.booleans()))
     if draw(st.booleans()):
-        out['vcpupin'] = dict((str(v), ','.join(str(c) for c in draw(st.sets(st.sampled_from(cpus), min_size=1,
-                                                                                 max_size=3))))
-                              for v in range(draw(st.integers(1, vcpus))))
+        pins = st.sets(st.sampled_from(cpus), min_size=1, max_size=3)
+        out['vcpupin'] = dict((str(v), ','.join(str(c) for c in draw(pins))) for v in range(draw(st.integers(1, vcpus))))
     if draw(st.integers(0, 3)) == 0:
         out['cpuset'] = ','.join(str(c) for c in draw(st.sets(st.sampled_from(cpus), min_size=1, max_size=4)))
     if draw(st.booleans()):
