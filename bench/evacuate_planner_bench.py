@@ -124,7 +124,7 @@ def main():
     print('reference workload (1,000,000 small dicts): %.3f s CPU; compare it between runs' % reference())
     rows = []
     for label, components in (('all', 'all'), ('NUMA node 1', dict(numa_nodes='1'))):
-        wall, cpu, plan = best_of(args.repeat, lambda c=components: evacuate.plan_evacuation(big, c, others, settings))
+        wall, cpu, plan = best_of(args.repeat, lambda c=components: evacuate.plan_hypervisor_evacuation(big, c, others, settings))
         rows.append(line('1 source, %d VMs, %d destinations, components %s' % (args.vms, len(others), label),
                          wall, cpu))
         rows.append('    %d leave in %d waves, %d stay, %d re-pinned' % (
@@ -145,7 +145,7 @@ def main():
         for index in range(min(args.sources, args.hosts)):
             source = hosts[index][0]
             dests = [d for i, (_s, d) in enumerate(hosts) if i != index]
-            plans.append(evacuate.plan_evacuation(source, 'all', dests, settings))
+            plans.append(evacuate.plan_hypervisor_evacuation(source, 'all', dests, settings))
         return plans
     wall, cpu, plans = best_of(args.repeat, fleet_plans)
     count = len(plans)

@@ -4,7 +4,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """hypervisor_migration's plan (issue 10): which VMs stay on a host that loses components, which leave and where.
 
-plan_evacuation(source, components, destinations, settings) is pure (no libvirt, no clock, no randomness) and
+plan_hypervisor_evacuation(source, components, destinations, settings) is pure (no libvirt, no clock, no randomness) and
 deterministic: the same facts give the same plan whatever the order of the source's domains; destinations are
 tried in the order given only to break ties.  It plans the whole move at once, or refuses it (HotplugError)
 before anything moves.  It reuses host_resource_offline's plan (_host/plan.py: unknown ids, CPUs the kernel does
@@ -670,7 +670,7 @@ def _refusal(source_name, failed, vms_by_name, order):
 # --------------------------------------------------------------------------
 # the plan
 
-def plan_evacuation(source, components, destinations, settings=None):
+def plan_hypervisor_evacuation(source, components, destinations, settings=None):
     """The whole evacuation of `source` (see the module docstring), or HotplugError before anything moves."""
     conf = _settings(settings)
     source = source or {}

@@ -10,7 +10,7 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.plan import plan_host_change
 from ansible_collections.kvm.hotplug.plugins.module_utils._placement.evacuate import (
-    _source_host, plan_evacuation, plan_is_empty, plan_restore,
+    _source_host, plan_hypervisor_evacuation, plan_is_empty, plan_restore,
 )
 
 
@@ -39,7 +39,7 @@ def by_name(entries):
 def test_a_pinned_vm_stays_by_repinning_and_an_unpinned_one_just_stays():
     source = two_nodes([dict(name='pinned', vcpus=2, memory_mib=512, vcpupin={'0': '1-2', '1': '3'}, emulatorpin='3'),
                         dict(name='free', vcpus=2, memory_mib=512)])
-    plan = plan_evacuation(source, dict(cpus='3'), [dest('hv2')])
+    plan = plan_hypervisor_evacuation(source, dict(cpus='3'), [dest('hv2')])
     stay = by_name(plan['stay'])
     assert sorted(stay) == ['free', 'pinned'] and plan['leave'] == [] and plan['waves'] == []
     # vCPU 0 keeps 1-2; vCPU 1 loses its only CPU and goes to the CPU of its pinning with the fewest pins (1, then 2)
@@ -51,10 +51,10 @@ def test_a_pinned_vm_stays_by_repinning_and_an_unpinned_one_just_stays():
 
 def test_pinned_vcpus_without_enough_cpus_left_leave_unless_overcommitted():
     vm = dict(name='tight', vcpus=3, memory_mib=512, vcpupin={'0': '4', '1': '5', '2': '6'})
-    plan = plan_evacuation(two_nodes([vm]), dict(cpus='6'), [dest('hv2')])
+    plan = plan_hypervisor_evacuation(two_nodes([vm]), dict(cpus='6'), [dest('hv2')])
     assert by_name(plan['leave'])['tight']['reason'] == \
         '3 pinned vCPUs keep only CPU 4-5 of their pinning 4-6 (cpu_overcommit 1)'
-    plan = plan_evacuation(two_nodes([vm]), dict(cpus='6'), [dest('hv2', cpus_total=16)], dict(cpu_overcommit=2))
+    plan = plan_hypervisor_evacuation(two_nodes([vm]), dict(cpus='6'), [dest('hv2', cpus_total=16)], dict(cpu_overcommit=2))
     assert by_name(plan['stay'])['tight']['pinning'] == dict(vcpupin={'2': '4'})
 
 
@@ -65,7 +65,7 @@ def test_memory_bound_to_a_removed_node_leaves():
                         dict(name='preferred1', vcpus=1, memory_mib=512, numatune=dict(mode='preferred', nodeset='1')),
                         dict(name='memnode', vcpus=1, memory_mib=512,
                              numatune=dict(mode='strict', nodeset='0-1', memnodes={'0': '1'}))])
-    plan = plan_evacuation(source, dict(numa_nodes='1'), [dest('hv2'), dest('hv3')])
+    plan = plan_hypervisor_evacuation(source, dict(numa_nodes='1'), [dest('hv2'), dest('hv3')])
     leave, stay = by_name(plan['leave']), by_name(plan['stay'])
     assert sorted(leave) == ['interleave01', 'memnode', 'strict1']
     assert leave['strict1']['reason'] == 'its memory is bound (numatune strict) to NUMA node 1 only, which goes offline'
@@ -80,27 +80,27 @@ def test_memory_bound_to_a_removed_node_leaves():
 def test_a_node_that_loses_its_last_cpu_counts_as_gone_for_bound_memory():
     # host_resource_offline refuses to take the last CPU of a node a running domain's memory is bound to
     source = two_nodes([dict(name='bound', vcpus=1, memory_mib=512, numatune=dict(mode='strict', nodeset='1'))])
-    plan = plan_evacuation(source, dict(cpus='4-7'), [dest('hv2')])
+    plan = plan_hypervisor_evacuation(source, dict(cpus='4-7'), [dest('hv2')])
     assert [e['name'] for e in plan['leave']] == ['bound']
 
 
 def test_bound_memory_that_must_move_needs_room_on_the_nodes_that_stay():
     vm = dict(name='big', vcpus=1, memory_mib=2048, numatune=dict(mode='strict', nodeset='0-1'))
-    plan = plan_evacuation(two_nodes([vm], node_free=(1000, 3000)), dict(numa_nodes='1'), [dest('hv2')])
+    plan = plan_hypervisor_evacuation(two_nodes([vm], node_free=(1000, 3000)), dict(numa_nodes='1'), [dest('hv2')])
     assert 'must move within them; they have 1000 MiB free' in by_name(plan['leave'])['big']['reason']
-    plan = plan_evacuation(two_nodes([vm], node_free=(2100, 3000)), dict(numa_nodes='1'), [dest('hv2')])
+    plan = plan_hypervisor_evacuation(two_nodes([vm], node_free=(2100, 3000)), dict(numa_nodes='1'), [dest('hv2')])
     assert by_name(plan['stay'])['big']['numatune'] == dict(mode='strict', nodeset='0')
 
 
 def test_the_source_must_hold_what_stays():
     vms = [dict(name='a', vcpus=2, memory_mib=1024), dict(name='b', vcpus=2, memory_mib=512),
            dict(name='c', vcpus=2, memory_mib=256)]
-    plan = plan_evacuation(two_nodes(vms), dict(cpus='3-7'), [dest('hv2')])
+    plan = plan_hypervisor_evacuation(two_nodes(vms), dict(cpus='3-7'), [dest('hv2')])
     # 3 CPUs stay online for 6 vCPUs: the largest leave first until 3 hold the rest
     assert [e['name'] for e in plan['leave']] == ['a', 'b'] and [e['name'] for e in plan['stay']] == ['c']
     assert 'the 3 CPUs that stay online' in by_name(plan['leave'])['a']['reason']
     # memory: 1200 MiB free, node 1's 1024 MiB go: 176 MiB left, 200 reserved; the largest leaving frees enough
-    plan = plan_evacuation(two_nodes(vms, free=1200), dict(memory_blocks='8-15'), [dest('hv2')],
+    plan = plan_hypervisor_evacuation(two_nodes(vms, free=1200), dict(memory_blocks='8-15'), [dest('hv2')],
                            dict(reserve_memory_mib=200))
     assert [e['name'] for e in plan['leave']] == ['a']
     assert plan['leave'][0]['reason'] == 'the source would lack 24 MiB once 8 memory blocks (1024 MiB) go offline ' \
@@ -109,7 +109,7 @@ def test_the_source_must_hold_what_stays():
 
 def test_all_evacuates_everything_and_offlines_nothing():
     vms = [dict(name='vm%d' % i, vcpus=1, memory_mib=256 * (i + 1), vcpupin={'0': '0'}) for i in range(5)]
-    plan = plan_evacuation(two_nodes(vms), 'all', [dest('hv2', memory=1200), dest('hv3', memory=3000)],
+    plan = plan_hypervisor_evacuation(two_nodes(vms), 'all', [dest('hv2', memory=1200), dest('hv3', memory=3000)],
                            dict(parallel=3, per_destination=2))
     assert plan['stay'] == [] and sorted(e['name'] for e in plan['leave']) == ['vm%d' % i for i in range(5)]
     assert plan['offline'] == dict(cpus=[], memory_blocks=[], numa_nodes=[])
@@ -124,7 +124,7 @@ def test_all_evacuates_everything_and_offlines_nothing():
         [('vm2', 'hv2'), ('vm3', 'hv3'), ('vm4', 'hv3')], [('vm0', 'hv2'), ('vm1', 'hv3')]]
     assert by_name(plan['leave'])['vm1']['wave'] == 1
     with pytest.raises(HotplugError) as caught:
-        plan_evacuation(two_nodes(vms), 'all', [])
+        plan_hypervisor_evacuation(two_nodes(vms), 'all', [])
     assert caught.value.msg.startswith('refusing to evacuate hv1: domain vm4 fits no destination: no destination was '
                                        'given; 4 more domains fit nowhere: vm0, vm1, vm2, vm3')
 
@@ -132,7 +132,7 @@ def test_all_evacuates_everything_and_offlines_nothing():
 def test_a_vcpu_maximum_above_every_destination_is_refused_naming_the_limit():
     vms = [dict(name='wide', vcpus=4, vcpus_max=64, memory_mib=1024, machine='pc-q35-8.2'), dict(name='small', vcpus=1, memory_mib=256)]
     with pytest.raises(HotplugError) as caught:
-        plan_evacuation(two_nodes(vms), 'all', [dest('hv2', vcpu_max=32, machine='pc-q35-8.2', virt_type='kvm'),
+        plan_hypervisor_evacuation(two_nodes(vms), 'all', [dest('hv2', vcpu_max=32, machine='pc-q35-8.2', virt_type='kvm'),
                                                 dest('hv3', vcpu_max={'pc-q35-8.2': 48})])
     msg = caught.value.msg
     assert '\n' not in msg
@@ -151,10 +151,10 @@ def test_an_incompatible_cpu_goes_to_a_compatible_destination_or_is_refused():
     hv2 = dest('hv2', memory=8000, cpu_compare={'Skylake-Server': 'incompatible'},
                cpu_detail={'Skylake-Server': 'Host CPU does not provide required features: avx512f'})
     hv3 = dest('hv3', memory=4000, cpu_compare={'Skylake-Server': 'superset'})
-    plan = plan_evacuation(two_nodes([vm]), 'all', [hv2, hv3])
+    plan = plan_hypervisor_evacuation(two_nodes([vm]), 'all', [hv2, hv3])
     assert plan['leave'][0]['destination'] == 'hv3'
     with pytest.raises(HotplugError) as caught:
-        plan_evacuation(two_nodes([vm]), 'all', [hv2])
+        plan_hypervisor_evacuation(two_nodes([vm]), 'all', [hv2])
     assert caught.value.msg == ('refusing to evacuate hv1: domain sky fits no destination: the CPU of domain sky is '
                                 'incompatible with the destination: Host CPU does not provide required features: '
                                 'avx512f (hv2); nothing was moved')
@@ -163,22 +163,22 @@ def test_an_incompatible_cpu_goes_to_a_compatible_destination_or_is_refused():
 def test_capacity_is_counted_placement_after_placement():
     vms = [dict(name='vm%d' % i, vcpus=4, memory_mib=1024) for i in range(4)]
     with pytest.raises(HotplugError) as caught:
-        plan_evacuation(two_nodes(vms), 'all', [dest('hv2', cpus=8), dest('hv3', cpus=4)])
+        plan_hypervisor_evacuation(two_nodes(vms), 'all', [dest('hv2', cpus=8), dest('hv3', cpus=4)])
     assert 'domain vm3 fits no destination: domain vm3 needs 4 vCPUs, the destination has room for 0 more' \
         in caught.value.msg
     assert [u['name'] for u in caught.value.details['unplaceable']] == ['vm3']
     with pytest.raises(HotplugError) as caught:
-        plan_evacuation(two_nodes(vms), 'all', [dest('hv2', memory=2048, guests=3), dest('hv3', memory=1024)],
+        plan_hypervisor_evacuation(two_nodes(vms), 'all', [dest('hv2', memory=2048, guests=3), dest('hv3', memory=1024)],
                         dict(max_guests=4))
     assert 'the destination runs 4 guests, max_guests is 4' in caught.value.msg
 
 
 def test_pinned_cpus_must_be_online_on_the_destination_and_names_must_not_clash():
     vm = dict(name='p', vcpus=1, memory_mib=256, vcpupin={'0': '6'})
-    plan = plan_evacuation(two_nodes([vm]), 'all', [dest('hv2', online_cpus='0-3'), dest('hv3', memory=1000)])
+    plan = plan_hypervisor_evacuation(two_nodes([vm]), 'all', [dest('hv2', online_cpus='0-3'), dest('hv3', memory=1000)])
     assert plan['leave'][0]['destination'] == 'hv3'
     with pytest.raises(HotplugError) as caught:
-        plan_evacuation(two_nodes([vm]), 'all', [dest('hv2', online_cpus='0-3', domains=['x']),
+        plan_hypervisor_evacuation(two_nodes([vm]), 'all', [dest('hv2', online_cpus='0-3', domains=['x']),
                                                  dest('hv3', domains=['p'])])
     reasons = dict((r['check'], r) for r in caught.value.details['unplaceable'][0]['reasons'])
     assert reasons['pinning']['destinations'] == ['hv2'] and reasons['name_uuid']['destinations'] == ['hv3']
@@ -192,7 +192,7 @@ def test_pinned_cpus_must_be_online_on_the_destination_and_names_must_not_clash(
 def test_host_refusals_are_host_resource_offlines(components, fixed, expected):
     source = two_nodes([dict(name='a', vcpus=1, memory_mib=256)], fixed=fixed)
     with pytest.raises(HotplugError) as caught:
-        plan_evacuation(source, components, [dest('hv2')])
+        plan_hypervisor_evacuation(source, components, [dest('hv2')])
     assert expected in caught.value.msg
     if 'unknown' not in expected:
         host = _source_host(source)
@@ -205,7 +205,7 @@ def test_a_block_that_is_not_removable_is_refused():
     source = two_nodes()
     source['memory_blocks']['9']['removable'] = False
     with pytest.raises(HotplugError, match='the kernel marks memory block 9 not removable'):
-        plan_evacuation(source, dict(numa_nodes='1'), [])
+        plan_hypervisor_evacuation(source, dict(numa_nodes='1'), [])
 
 
 def test_nothing_left_to_do_is_an_empty_plan():
@@ -213,10 +213,10 @@ def test_nothing_left_to_do_is_an_empty_plan():
     source['online_cpus'] = '0-3'
     for i in range(8, 16):
         source['memory_blocks'][str(i)]['online'] = False
-    plan = plan_evacuation(source, dict(numa_nodes='1'), [])
+    plan = plan_hypervisor_evacuation(source, dict(numa_nodes='1'), [])
     assert plan_is_empty(plan)
     assert plan['offline'] == dict(cpus=[], memory_blocks=[], numa_nodes=[]) and plan['leave'] == []
-    assert plan_is_empty(plan_evacuation(dict(name='hv1', domains=[]), 'all', []))
+    assert plan_is_empty(plan_hypervisor_evacuation(dict(name='hv1', domains=[]), 'all', []))
 
 
 @pytest.mark.parametrize('settings, message', [
@@ -226,7 +226,7 @@ def test_nothing_left_to_do_is_an_empty_plan():
 ])
 def test_settings_are_checked(settings, message):
     with pytest.raises(HotplugError, match=message):
-        plan_evacuation(two_nodes(), 'all', [], settings)
+        plan_hypervisor_evacuation(two_nodes(), 'all', [], settings)
 
 
 def test_restore_moves_back_only_what_the_record_names_and_runs_once():
@@ -311,7 +311,7 @@ SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[Heal
 def _plan(case):
     source, components, dests, conf = case
     try:
-        plan = plan_evacuation(source, components, dests, conf)
+        plan = plan_hypervisor_evacuation(source, components, dests, conf)
     except HotplugError as exc:
         event('refused: %s' % ('a VM fits nowhere' if 'unplaceable' in exc.details else 'host or input'))
         return None, exc
@@ -387,4 +387,4 @@ def test_the_same_facts_give_the_same_plan_whatever_the_order_of_the_domains(cas
         assert error_again is not None and error_again.msg == error.msg and error_again.details == error.details
     else:
         assert json.dumps(again, sort_keys=True) == json.dumps(first, sort_keys=True)
-        assert plan_evacuation(source, components, dests, conf) == first
+        assert plan_hypervisor_evacuation(source, components, dests, conf) == first
