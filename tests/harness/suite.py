@@ -261,6 +261,9 @@ def run_molecule(scenarios=None):
     results = []
     for scenario in scenarios:
         started = time.time()
+        # A fresh state directory per run: molecule keys its default one on the project's folder name
+        # ("hotplug"), so a second `make test` on the same machine would find "already prepared" and skip prepare.
+        env['MOLECULE_EPHEMERAL_DIRECTORY'] = tempfile.mkdtemp(prefix='molecule-%s-' % scenario, dir=COLLECTION_ROOT)
         code, _output = run_tool([venv_tool('molecule'), 'test', '-s', scenario], tree, env=env)
         results.append((scenario, code, time.time() - started))
     log('molecule scenarios:')
