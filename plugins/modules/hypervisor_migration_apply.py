@@ -61,7 +61,8 @@ migrations:
   description: One entry per migration run, in wave order, with C(name), C(source), C(destination), C(wave),
     C(changed), C(failed), C(outcome) (M(kvm.hotplug.domain_migrate)'s, such as V(migrated) or V(already_there)),
     C(downtime_ms), C(migration_s), C(total_s), C(after) (where the domain is defined and runs on both hosts, as read
-    afterwards) and C(msg) when it failed.
+    afterwards), C(runs_on) (the hosts it runs on as read afterwards, one of them unless something went wrong; null in
+    check mode) and C(msg) when it failed.
   type: list
   elements: dict
   returned: always

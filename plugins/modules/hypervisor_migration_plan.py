@@ -51,7 +51,7 @@ options:
     description:
       - What is taken out, V(all) for the whole host (every running domain leaves and nothing goes offline), or a
         mapping with any of C(cpus), C(memory_blocks) and C(numa_nodes) in cpulist syntax such as V(2-5,8).
-      - Required with O(phase=evacuate).
+      - Required with O(phase=evacuate). With O(phase=restore), the components to bring online, RV(online).
     type: raw
   destinations:
     description:
@@ -141,18 +141,31 @@ plan:
   returned: always
 migrations:
   description: The migrations to run, each with C(name), C(source), C(destination), C(source_uri), C(dest_uri) and
-    C(wave), in wave order; the input of M(kvm.hotplug.hypervisor_migration_apply).
+    C(wave), in wave order, and C(change) (what a C(kvm_hotplug_hooks) task file is told); the input of
+    M(kvm.hotplug.hypervisor_migration_apply).
   type: list
   elements: dict
   returned: always
   sample: [{name: web, source: hv1, destination: hv2, source_uri: "qemu:///system",
             dest_uri: "qemu+ssh://hv2/system", wave: 0}]
+repins:
+  description: The staying domains whose pinning or memory binding changes when the components go offline, each with
+    C(name) and C(change) (C(kind=repin), the planned C(pinning) and C(numatune), C(cpus_offline)).
+  type: list
+  elements: dict
+  returned: always
 offline:
   description: The batch of C(cpus), C(memory_blocks) and C(numa_nodes) (lists of ids) that goes offline; empty for
     V(all), for O(phase=restore) and for what is already offline.
   type: dict
   returned: always
   sample: {cpus: [1], memory_blocks: [34, 35], numa_nodes: []}
+online:
+  description: With O(phase=restore) and O(components), the C(cpus) and C(memory_blocks) (lists of ids) they name on
+    the host now, a NUMA node bringing its CPUs and blocks; the batch to bring online.
+  type: dict
+  returned: with O(phase=restore)
+  sample: {cpus: [1], memory_blocks: [34, 35]}
 empty:
   description: Whether there is nothing to do, no migration, re-pin or component to take offline.
   type: bool

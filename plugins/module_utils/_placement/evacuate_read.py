@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_id_list
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.plan import resolve_request
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import SysfsTree, read_host
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
     LibvirtSession, call, conn_uri, error_text, libvirt,
@@ -179,3 +180,22 @@ def running_where(hosts):
         except (HotplugError, libvirt.libvirtError) as exc:
             unreachable[name] = getattr(exc, 'msg', None) or error_text(exc)
     return where, unreachable
+
+
+def component_ids(sysfs_root, components):
+    """{cpus, memory_blocks}: the ids that components ({cpus, memory_blocks, numa_nodes} cpulists) name on the host
+    now, a node bringing its CPUs and blocks (the batch a restore brings online; new parts may have new ids)."""
+    host = read_host(SysfsTree(sysfs_root))
+    cpus, blocks, _node = resolve_request(host, components.get('cpus'), components.get('memory_blocks'), None)
+    cpus, blocks = set(cpus), set(blocks)
+    try:
+        nodes = parse_id_list(components.get('numa_nodes'), 'NUMA node')[0]
+    except ValueError as exc:
+        raise HotplugError('%s; nothing was changed' % exc)
+    for node_id in nodes:
+        if node_id not in host.nodes:
+            raise HotplugError('unknown NUMA node %d (the host has nodes %s); nothing was changed'
+                               % (node_id, format_cpulist(host.nodes) or 'none'))
+        cpus.update(host.nodes[node_id].cpus)
+        blocks.update(host.nodes[node_id].memory_blocks)
+    return dict(cpus=sorted(cpus), memory_blocks=sorted(blocks))

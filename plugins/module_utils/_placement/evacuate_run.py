@@ -34,7 +34,7 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._placement.evacuate im
     ALL, plan_hypervisor_evacuation, plan_is_empty, plan_restore,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._placement.evacuate_read import (
-    read_destination, read_source, running_where,
+    component_ids, read_destination, read_source, running_where,
 )
 
 EVACUATE, RESTORE = 'evacuate', 'restore'
@@ -127,12 +127,24 @@ def plan_evacuate(params):
                               source_uri=params['source_uri'] or source_uri, dest_uri=uris[leave['destination']],
                               wave=leave['wave'])
                          for leave in plan['leave']), key=lambda m: (m['wave'], m['name']))
+    for move in migrations:
+        move['change'] = migration_change(move)
+    repins = [dict(name=s['name'], change=dict(kind='repin', action='repin', pinning=s['pinning'],
+                                               numatune=s['numatune'], cpus_offline=plan['offline']['cpus']))
+              for s in plan['stay'] if s['pinning'] or s['numatune']]
     record = dict(params['record'])
     record.update((m['name'], params['source']) for m in migrations)
-    return dict(changed=False, phase=EVACUATE, plan=plan, migrations=migrations, offline=plan['offline'],
+    return dict(changed=False, phase=EVACUATE, plan=plan, migrations=migrations, repins=repins,
+                offline=plan['offline'],
                 empty=plan_is_empty(plan), record=record, notes=notes, unreachable=unreachable,
                 source_facts=dict(online_cpus=source['online_cpus'], free_memory_mib=source['free_memory_mib'],
                                   domains=[d['name'] for d in source['domains']]))
+
+
+def migration_change(move):
+    """The change a hook is told of (kvm_hotplug_hook_change, docs/hooks.md)."""
+    return dict(kind='migration', action='migrate', source=move['source'], destination=move['destination'],
+                wave=move['wave'])
 
 
 def restore_waves(moves, parallel, per_destination):
@@ -156,8 +168,14 @@ def plan_back(params):
     moves = [dict(name=m['name'], source=m['source'], destination=m['destination'], source_uri=hosts[m['source']],
                   dest_uri=params['source_uri']) for m in back['moves']]
     migrations = restore_waves(moves, params['parallel'], params['per_destination'])
-    return dict(changed=False, phase=RESTORE, plan=back, migrations=migrations,
-                offline=dict(cpus=[], memory_blocks=[], numa_nodes=[]), empty=not migrations,
+    for move in migrations:
+        move['change'] = migration_change(move)
+    online = dict(cpus=[], memory_blocks=[])
+    components = params['components']
+    if components not in (None, ALL, '', {}):
+        online = component_ids(params['sysfs_root'], _components(components))
+    return dict(changed=False, phase=RESTORE, plan=back, migrations=migrations, repins=[],
+                offline=dict(cpus=[], memory_blocks=[], numa_nodes=[]), online=online, empty=not migrations,
                 record=record, notes=notes, unreachable=unreachable)
 
 
@@ -224,13 +242,23 @@ def _migrate_one(module, move, policy):
     return run_steps(module, MigrationChange(), move_params(move, policy))
 
 
+def runs_on(move, after):
+    """The hosts the domain runs on as re-read after the migration (domain_migrate's `after`), or None when it
+    was not read (check mode).  Two hosts, or none, is what a migration must never leave."""
+    if not after:
+        return None
+    return [host for host, side in ((move['source'], 'source'), (move['destination'], 'destination'))
+            if (after.get(side) or {}).get('active')]
+
+
 def _summary(move, result, failed, msg=None):
     timings = result.get('timings') or {}
     after = result.get('after') or {}
     return dict(name=move['name'], source=move['source'], destination=move['destination'], wave=move['wave'],
                 changed=bool(result.get('changed')), failed=failed, outcome=result.get('outcome'),
                 downtime_ms=timings.get('downtime_ms'), migration_s=timings.get('migration_s'),
-                total_s=timings.get('total_s'), after=after, msg=msg)
+                total_s=timings.get('total_s'), after=after, runs_on=runs_on(move, after), msg=msg,
+                change=move.get('change') or migration_change(move))
 
 
 def run_waves(module, moves, policy, migrate=_migrate_one):
