@@ -132,6 +132,7 @@ def test_migrations_are_validated_before_any_runs():
 
 def restore_params(**extra):
     params = dict(source='hv1', source_uri='qemu+tcp://127.0.1.1/system', uri=None, parallel=2, per_destination=2,
+                  components=None, sysfs_root='/sys',
                   destinations=[dict(name='hv2', uri='qemu+tcp://127.0.1.2/system'),
                                 dict(name='hv3', uri='qemu+tcp://127.0.1.3/system')],
                   record=dict(a='hv1', b='hv1', c='hv1', d='hv1', other='hv9'))
