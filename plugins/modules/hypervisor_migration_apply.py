@@ -18,7 +18,7 @@ description:
   - Each migration is M(kvm.hotplug.domain_migrate)'s, with its pre-checks, domain lock, verification of where the
     domain runs afterwards (never on both hosts, never on neither), and re-read after a failure.
   - A failed migration lets the other migrations of its wave finish and skips the later waves, which the result lists
-    in RV(skipped); the task then fails naming the first failure. Running the plan again (after re-planning) resumes:
+    in RV(skipped); the task then fails naming the first failure. Running the plan again (after re-planning) resumes;
     a domain already on its destination is not migrated again.
 attributes:
   idempotent:

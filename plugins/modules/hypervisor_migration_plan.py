@@ -15,7 +15,7 @@ description:
   - Runs on the hypervisor being serviced (the source). Reads its CPUs, memory blocks and NUMA nodes from sysfs and its
     running domains from libvirt, and every destination's free CPUs and memory, vCPU limit and CPU compatibility from
     its libvirt at the destination's C(uri).
-  - With O(phase=evacuate), plans the whole move at once (a pure planner): which domains can stay, re-pinned to the
+  - With O(phase=evacuate), plans the whole move at once with a pure planner, deciding which domains can stay, re-pinned to the
     CPUs that remain with their memory on the nodes that remain; which must leave; where each one goes, counting the
     earlier placements against every destination's capacity; and in which wave, within O(parallel) and
     O(per_destination). Then the batch of components that goes offline.
@@ -64,7 +64,7 @@ options:
     default: []
   record:
     description:
-      - The evacuation record, C({domain: origin host}). With O(phase=evacuate) it is returned in RV(record) with this
+      - The evacuation record, a mapping of domain name to origin host. With O(phase=evacuate) it is returned in RV(record) with this
         plan's leaving domains added; with O(phase=restore) its domains from O(source) are the ones brought back.
     type: dict
     default: {}
@@ -171,7 +171,7 @@ empty:
   type: bool
   returned: always
 record:
-  description: The evacuation record, C({domain: origin host}), with this plan's leaving domains added (evacuate), or
+  description: The evacuation record (domain name to origin host), with this plan's leaving domains added (evacuate), or
     the domains of O(record) that came from O(source) (restore).
   type: dict
   returned: always
@@ -182,7 +182,7 @@ notes:
   elements: str
   returned: always
 unreachable:
-  description: Hosts whose libvirt could not be read, C({host: why}).
+  description: Hosts whose libvirt could not be read, each with why.
   type: dict
   returned: always
 unplaceable:

@@ -486,7 +486,7 @@ def _decide(vms, host, host_plan, lost_nodes, source, conf):
         if check_memory:
             reasons += _judge_memory(vm, stay, lost_nodes, node_total, removed_mib)
         if not reasons and stay.relocate:
-            nodes, need = stay.relocate
+            nodes, need = stay.relocate  # pylint: disable=unpacking-non-sequence  # a tuple once set
             unknown = [n for n in nodes if node_free.get(n) is None]
             room = sum(max(0, node_free[n]) for n in nodes if node_free.get(n) is not None)
             if need > room:

@@ -195,8 +195,8 @@ def plan(module):
 def check_policy(policy):
     unknown = sorted(set(policy) - set(POLICY_KEYS))
     if unknown:
-        raise HotplugError('unknown migration policy key %s (known: %s)' % (', '.join(unknown),
-                                                                           ', '.join(sorted(POLICY_KEYS))))
+        raise HotplugError('unknown migration policy key %s (known: %s)'
+                           % (', '.join(unknown), ', '.join(sorted(POLICY_KEYS))))
     out = {}
     for key, value in policy.items():
         if value is None:

@@ -101,7 +101,7 @@ def test_the_source_must_hold_what_stays():
     assert 'the 3 CPUs that stay online' in by_name(plan['leave'])['a']['reason']
     # memory: 1200 MiB free, node 1's 1024 MiB go: 176 MiB left, 200 reserved; the largest leaving frees enough
     plan = plan_hypervisor_evacuation(two_nodes(vms, free=1200), dict(memory_blocks='8-15'), [dest('hv2')],
-                           dict(reserve_memory_mib=200))
+                                      dict(reserve_memory_mib=200))
     assert [e['name'] for e in plan['leave']] == ['a']
     assert plan['leave'][0]['reason'] == 'the source would lack 24 MiB once 8 memory blocks (1024 MiB) go offline ' \
                                          '(reserve 200 MiB)'
@@ -110,7 +110,7 @@ def test_the_source_must_hold_what_stays():
 def test_all_evacuates_everything_and_offlines_nothing():
     vms = [dict(name='vm%d' % i, vcpus=1, memory_mib=256 * (i + 1), vcpupin={'0': '0'}) for i in range(5)]
     plan = plan_hypervisor_evacuation(two_nodes(vms), 'all', [dest('hv2', memory=1200), dest('hv3', memory=3000)],
-                           dict(parallel=3, per_destination=2))
+                                      dict(parallel=3, per_destination=2))
     assert plan['stay'] == [] and sorted(e['name'] for e in plan['leave']) == ['vm%d' % i for i in range(5)]
     assert plan['offline'] == dict(cpus=[], memory_blocks=[], numa_nodes=[])
     # largest first, each to the most memory left: vm4 (1280) and vm3 (1024) to hv3 (696 left), vm2 (768) to hv2
@@ -133,7 +133,7 @@ def test_a_vcpu_maximum_above_every_destination_is_refused_naming_the_limit():
     vms = [dict(name='wide', vcpus=4, vcpus_max=64, memory_mib=1024, machine='pc-q35-8.2'), dict(name='small', vcpus=1, memory_mib=256)]
     with pytest.raises(HotplugError) as caught:
         plan_hypervisor_evacuation(two_nodes(vms), 'all', [dest('hv2', vcpu_max=32, machine='pc-q35-8.2', virt_type='kvm'),
-                                                dest('hv3', vcpu_max={'pc-q35-8.2': 48})])
+                                                           dest('hv3', vcpu_max={'pc-q35-8.2': 48})])
     msg = caught.value.msg
     assert '\n' not in msg
     assert msg.startswith('refusing to evacuate hv1: domain wide fits no destination: the definition of domain wide '
@@ -169,7 +169,7 @@ def test_capacity_is_counted_placement_after_placement():
     assert [u['name'] for u in caught.value.details['unplaceable']] == ['vm3']
     with pytest.raises(HotplugError) as caught:
         plan_hypervisor_evacuation(two_nodes(vms), 'all', [dest('hv2', memory=2048, guests=3), dest('hv3', memory=1024)],
-                        dict(max_guests=4))
+                                   dict(max_guests=4))
     assert 'the destination runs 4 guests, max_guests is 4' in caught.value.msg
 
 
@@ -179,7 +179,7 @@ def test_pinned_cpus_must_be_online_on_the_destination_and_names_must_not_clash(
     assert plan['leave'][0]['destination'] == 'hv3'
     with pytest.raises(HotplugError) as caught:
         plan_hypervisor_evacuation(two_nodes([vm]), 'all', [dest('hv2', online_cpus='0-3', domains=['x']),
-                                                 dest('hv3', domains=['p'])])
+                                                            dest('hv3', domains=['p'])])
     reasons = dict((r['check'], r) for r in caught.value.details['unplaceable'][0]['reasons'])
     assert reasons['pinning']['destinations'] == ['hv2'] and reasons['name_uuid']['destinations'] == ['hv3']
 
