@@ -43,3 +43,10 @@ def argument_spec(own, *families):
         spec.update(copy.deepcopy(family))
     spec.update(own)
     return spec
+
+
+def default_params(change):
+    """Every option of a Change (_common/runner.py) at its default: where a module that runs another module's
+    change starts its params from."""
+    spec = argument_spec(change.options, *change.option_families)
+    return dict((key, option.get('default')) for key, option in spec.items())

@@ -40,7 +40,9 @@ class DomainCapabilities:
     memory_models: tuple | None         # memory device models offered, None: not listed
 
     def describe(self):
-        return 'machine type %s, %s virtualization, emulator %s' % (self.machine, self.virt_type, self.emulator)
+        known = (('machine type %s', self.machine), ('%s virtualization', self.virt_type), ('emulator %s', self.emulator))
+        parts = [text % value for text, value in known if value is not None]
+        return ', '.join(parts) or 'the hypervisor'
 
 
 def _root(xml_text):
@@ -88,15 +90,23 @@ def _cells_text(cells):
     return ', '.join('%d: %s' % (c.id, format_cpulist(c.cpus) or 'none') for c in cells) or 'none'
 
 
+def vcpu_max_problem(maximum, caps):
+    """The reason a domain with `maximum` vCPUs cannot start under caps' vCPU limit, or None (also _placement)."""
+    if caps.vcpu_max is not None and maximum > caps.vcpu_max:
+        return ('%d vCPUs are above the limit of %d vCPUs of %s (the hypervisor\'s domain capabilities)'
+                % (maximum, caps.vcpu_max, caps.describe()))
+    return None
+
+
 def definition_problems(xml_text, caps):
     """Every reason the domain could not start with this definition, each one line naming the limit."""
     root = _root(xml_text)
     model = parse_domain_xml(xml_text)
     problems = []
     maximum = model.vcpu_max
-    if caps.vcpu_max is not None and maximum > caps.vcpu_max:
-        problems.append('%d vCPUs are above the limit of %d vCPUs of %s (the hypervisor\'s domain capabilities)'
-                        % (maximum, caps.vcpu_max, caps.describe()))
+    too_many = vcpu_max_problem(maximum, caps)
+    if too_many:
+        problems.append(too_many)
     arch = caps.arch or capabilities_query(xml_text)[1]
     if arch in X86_ARCHES and maximum > X86_VCPUS_WITHOUT_EIM and not _has_extended_interrupts(root):
         problems.append("more than %d vCPUs (%d) on x86 need an <iommu model='intel'> with <driver intremap='on' "

@@ -49,8 +49,8 @@ class Plan:
         return self.action == MIGRATE
 
 
-class _Checks(object):
-    """Ordered checks; the first failure is the refusal."""
+class Checks(object):
+    """Ordered checks; the first failure is the refusal (also used by _placement/evacuate.py per destination)."""
 
     def __init__(self, prefix):
         self.prefix = prefix
@@ -70,7 +70,7 @@ class _Checks(object):
 def plan_migration(request, source, dest):
     """Check every limit of moving request.name from source to dest; return a Plan (refusal or action)."""
     name = request.name
-    checks = _Checks('refusing to migrate domain %s to %s' % (name, request.dest_uri))
+    checks = Checks('refusing to migrate domain %s to %s' % (name, request.dest_uri))
     snap = source.snapshot
     notes = []
 
@@ -213,13 +213,7 @@ def _check_capabilities(checks, dest, model, name, definition_xml):
     caps = dest.domcaps
     checks.add('machine', True, value=dict(emulator=caps.emulator, machine=caps.machine, domain_type=caps.virt_type))
     _check_max_memory(checks, dest.host, model, name)
-    if dest.cpu_compare == 'incompatible':
-        checks.add('cpu', False, value=dest.cpu_compare,
-                   limit='the CPU of domain %s is incompatible with the destination: %s' % (name, dest.cpu_detail))
-    elif dest.cpu_compare in ('identical', 'superset'):
-        checks.add('cpu', True, value=dest.cpu_compare)
-    else:
-        checks.skip('cpu', dest.cpu_detail or 'not compared')
+    check_cpu(checks, dest.cpu_compare, dest.cpu_detail, name)
     # The definition the destination keeps, against its capabilities (issue 15's check): the vCPU maximum of the
     # machine (the maximum, not the current count: a domain must not land where its last vCPUs cannot be hot-added),
     # more than 255 vCPUs without an IOMMU in extended interrupt mode, the topology, the NUMA cells, memory devices.
@@ -227,6 +221,17 @@ def _check_capabilities(checks, dest, model, name, definition_xml):
     checks.add('bootable', not problems,
                value=dict(vcpu_max=dict(domain=model.vcpu_max, destination=caps.vcpu_max), problems=problems),
                limit='the definition of domain %s would not start on the destination: %s' % (name, '; '.join(problems)))
+
+
+def check_cpu(checks, cpu_compare, cpu_detail, name):
+    """libvirt's comparison of the domain's CPU with the destination's (read.py compare_cpu): only incompatible refuses."""
+    if cpu_compare == 'incompatible':
+        checks.add('cpu', False, value=cpu_compare,
+                   limit='the CPU of domain %s is incompatible with the destination: %s' % (name, cpu_detail))
+    elif cpu_compare in ('identical', 'superset'):
+        checks.add('cpu', True, value=cpu_compare)
+    else:
+        checks.skip('cpu', cpu_detail or 'not compared')
 
 
 def _check_max_memory(checks, host, model, name):
@@ -250,13 +255,18 @@ def _check_max_memory(checks, host, model, name):
 
 def _check_free_memory(checks, host, model, name):
     boot, plugged = needed_memory_kib(model)
+    check_free_memory(checks, boot, plugged, host.free_memory_kib, name)
+
+
+def check_free_memory(checks, boot, plugged, free_kib, name):
+    """The domain's boot plus hot-added memory (KiB, facts.py needed_memory_kib) against the destination's free KiB."""
     needed = boot + plugged
     value = dict(needed_mib=kib_to_mib(needed), boot_mib=kib_to_mib(boot), hotplugged_mib=kib_to_mib(plugged),
-                 free_mib=kib_to_mib(host.free_memory_kib))
-    if host.free_memory_kib is None:
+                 free_mib=kib_to_mib(free_kib))
+    if free_kib is None:
         checks.skip('free_memory', 'the destination did not say how much memory is free')
         return
-    checks.add('free_memory', needed <= host.free_memory_kib, value=value,
+    checks.add('free_memory', needed <= free_kib, value=value,
                limit='domain %s needs %d MiB (%d MiB boot memory + %d MiB hot-added), the destination has %d MiB free'
                      % (name, value['needed_mib'], value['boot_mib'], value['hotplugged_mib'], value['free_mib']))
 
@@ -266,12 +276,17 @@ def _check_pinning(checks, host, model, name):
     if not pinned:
         checks.skip('pinning', 'domain %s is not pinned to host CPUs' % name)
         return
-    if host.online_cpus is None:
+    check_pinned_cpus(checks, pinned, host.online_cpus, name)
+
+
+def check_pinned_cpus(checks, pinned, online_cpus, name):
+    """The host CPUs a domain is pinned to (sorted ids) must be online on the destination."""
+    if online_cpus is None:
         checks.skip('pinning', 'the destination did not list its online CPUs')
         return
-    missing = sorted(set(pinned) - set(host.online_cpus))
+    missing = sorted(set(pinned) - set(online_cpus))
     checks.add('pinning', not missing, value=dict(pinned=format_cpulist(pinned),
-                                                  online=format_cpulist(host.online_cpus)),
+                                                  online=format_cpulist(online_cpus)),
                limit='domain %s is pinned to host CPUs %s, which the destination does not have online'
                      % (name, format_cpulist(missing)))
 

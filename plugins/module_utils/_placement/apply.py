@@ -15,7 +15,7 @@ Private to the kvm.hotplug collection; not a public API.
 
 from __future__ import annotations
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import argument_spec
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import default_params
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_steps
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import LibvirtSession, conn_uri
@@ -25,11 +25,6 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._memory.run import Mem
 from ansible_collections.kvm.hotplug.plugins.module_utils._placement.read import vm_facts
 from ansible_collections.kvm.hotplug.plugins.module_utils._placement.rebalance import MEMORY, VCPUS
 from ansible_collections.kvm.hotplug.plugins.module_utils._vcpu.run import VcpuChange
-
-
-def _defaults(change):
-    spec = argument_spec(change.options, *change.option_families)
-    return dict((key, option.get('default')) for key, option in spec.items())
 
 
 def steps_for(current, targets):
@@ -52,7 +47,7 @@ def steps_for(current, targets):
 
 
 def _step_params(change, step, params, dimm_mib):
-    out = _defaults(change)
+    out = default_params(change)
     out.update(name=step['name'], uri=params['uri'], timeout=params['timeout'],
                wait_for_guest=params['wait_for_guest'], live=True, config=params['config'])
     if step['resource'] == VCPUS:

@@ -16,9 +16,10 @@ Per VM and per resource (vcpus, memory_mib), in this order:
 4. damping: a change smaller than the hysteresis is not made; with hysteresis rounds > 1 the imbalance must have
    been seen in that many runs in a row (state carries the count); a change is at most max_step;
 5. the host: capacity x overcommit - reserve.  When the VMs' wants do not fit, every VM keeps its floor (its
-   minimum, or its allocation less max_step) and the rest goes by priority (higher first); within the priority
-   level that does not fit completely, in proportion to what each asked above its floor; what that level cannot
-   use (less than one grid step of each of its VMs) goes on to the lower levels.
+   minimum, or its allocation less max_step; a VM without a demand keeps its allocation) and the rest goes by
+   priority (higher first); within the priority level that does not fit completely, in proportion to what each
+   asked above its floor; what that level cannot use (less than one grid step of each of its VMs) goes on to the
+   lower levels.
 
 Every VM whose target is below its demand has a reason.  The steps list removals before additions, so that the
 host is never more committed during the run than before or after it.
@@ -240,7 +241,9 @@ def _wants(vms, resource, conf, state):
                 floor = lo
         else:
             floor = lo
-        if floor > target:
+        if floor > target or demand is None:
+            # without a demand the VM keeps what it has (within its bounds): its want is its allocation, so a cut
+            # for capacity would lower the next run's want and every run would take more (no second run is a no-op)
             floor = target
         out.append((current, asked, grid, lo, hi, target, floor, reasons, new_pending))
         total += target
@@ -254,7 +257,8 @@ def _share(wants, total_want, priorities, names, capacity):
     targets = [w[_FLOOR] for w in wants]
     rest = capacity - sum(targets)
     if rest < 0:
-        return targets, 'the host is over capacity even with every VM at its floor (its minimum, or max_step less)'
+        return targets, ('the host is over capacity even with every VM at its floor (its minimum, max_step less, '
+                         'or what it has without a demand)')
     levels = sorted(set(priorities), reverse=True)
     by_level = {}
     for index, priority in enumerate(priorities):

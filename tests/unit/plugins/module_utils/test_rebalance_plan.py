@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._placement.rebalance import (
@@ -153,8 +153,22 @@ def test_every_shortfall_has_a_reason(case):
             assert e['reasons']
 
 
+# What hypothesis found (seed 6): a short host; vm02 has no demand, so its want is its allocation, and the planner
+# cut it for capacity 3 -> 2 vCPUs, then on the second run (want 2 now) 2 -> 1, giving vm03 the vCPU.
+_NO_DEMAND_CUT = (
+    dict(cpus=5, memory_mib=1024, reserve=dict(cpus=0, memory_mib=0), cpu_overcommit=1.0),
+    [dict(name=name, vcpus=vcpus, vcpu_maximum=maximum, memory_mib=256, dimm_mib=128, free_slots=0,
+          removable_dimms=0, memory_maximum_mib=256, priority=0, demand_vcpus=demand, demand_memory_mib=None,
+          active=True)
+     for name, vcpus, maximum, demand in (('vm00', 1, 1, None), ('vm01', 1, 1, None), ('vm02', 3, 3, None),
+                                          ('vm03', 1, 3, 3))],
+    dict(max_step={VCPUS: None, MEMORY: None}, hysteresis={VCPUS: 0, MEMORY: 0, 'rounds': 1}),
+)
+
+
 @SETTINGS
 @given(scenario())
+@example(_NO_DEMAND_CUT)
 def test_second_run_changes_nothing_without_damping(case):
     host, vms, conf = case
     conf = dict(conf, hysteresis=dict(rounds=1))
@@ -218,6 +232,18 @@ def test_rounds_wait_then_act():
 def test_memory_on_the_dimm_grid():
     plan = plan_host(HOST, [_vm('a', 2, None, demand_memory_mib=1300)])
     assert plan['vms'][0]['target'][MEMORY] == 1408
+
+
+def test_no_demand_keeps_its_allocation_on_a_short_host():
+    # the smallest case of _NO_DEMAND_CUT: 'a' (no demand) was cut 3 -> 2, then 2 -> 1 on the second run
+    host = dict(cpus=3, memory_mib=1024)
+    vms = [_vm('a', 3, None, vcpu_maximum=3), _vm('b', 1, 3, vcpu_maximum=3)]
+    plan = plan_host(host, vms)
+    assert dict((e['name'], e['target'][VCPUS]) for e in plan['vms']) == {'a': 3, 'b': 1}
+    assert not plan['vms'][0]['reasons']
+    assert any('over capacity' in r for r in plan['vms'][1]['reasons'])
+    again = [dict(v, vcpus=e['target'][VCPUS]) for v, e in zip(vms, plan['vms'])]
+    assert not plan_host(host, again)['changed']
 
 
 def test_bad_input_is_refused():
