@@ -97,7 +97,8 @@ def corrected_in_window(key, current_ce, readings, now, window_start, reset_at=N
             samples.insert(0, (reset_at, 0))
     corrected = 0
     resets = 0
-    for (_, before), (_, after) in zip(samples, samples[1:]):
+    totals = [total for _timestamp, total in samples]
+    for before, after in zip(totals, totals[1:]):
         if after >= before:
             corrected += after - before
         else:

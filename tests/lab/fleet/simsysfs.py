@@ -600,10 +600,12 @@ class Tree(object):
         if self.m.edac:
             out['mc'] = Dir(self.edac_dir)
         if self.m.edac_cpus:
-            out['cpu'] = Dir(lambda: {'cpu%d' % c: Dir(lambda c=c: {key: self.counter(self.m.edac_cpus[c], key)
-                                                                     for key in ('ce_count', 'ue_count')})
-                                      for c in sorted(self.m.edac_cpus)})
+            out['cpu'] = Dir(lambda: {'cpu%d' % c: Dir(lambda c=c: self.one_edac_cpu(c)) for c in sorted(self.m.edac_cpus)})
         return out
+
+    def one_edac_cpu(self, cpu_id):
+        counters = self.m.edac_cpus[cpu_id]
+        return {key: self.counter(counters, key) for key in ('ce_count', 'ue_count')}
 
     def edac_dir(self):
         return {'mc%d' % mid: Dir(lambda mid=mid: self.one_mc(mid)) for mid in sorted(self.m.edac)}

@@ -238,8 +238,8 @@ def test_a_reset_hidden_by_more_errors_counts_as_none():
     history = [dict(timestamp=now - HOUR, counters={KEY: dict(ce=100, ue=0)})]
     shown = plan_detection([dict(key=KEY, counters=dict(ce=10, ue=0))], history, now, threshold=1)
     hidden = plan_detection([dict(key=KEY, counters=dict(ce=105, ue=0))], history, now, threshold=1)
-    assert [(f['corrected_in_window'], f['resets']) for f in shown['findings'] + hidden['findings']] == [(10, 1),
-                                                                                                          (5, 0)]
+    counts = [(f['corrected_in_window'], f['resets']) for f in shown['findings'] + hidden['findings']]
+    assert counts == [(10, 1), (5, 0)]
     # the controller's reset time settles it
     known = plan_detection([dict(key=KEY, counters=dict(ce=105, ue=0), reset_at=now - 60)], history, now,
                            threshold=1)
@@ -313,4 +313,3 @@ def test_raised_counters_cross_on_the_next_reading(simsysfs):
     third = detect(3000.0, second['state'])
     assert [f['key'] for f in third['findings']] == ['cpu1', 'mc0/dimm0']
     assert len(third['state']) == 3
-

@@ -100,7 +100,8 @@ def test_one_event_per_crossing_component(source, host):
 def test_a_component_is_announced_again_only_when_its_counters_change(source, host):
     settings = source['settings_from'](dict(sysfs_root=host, host='hv1'))
     poll = source['poll_once']
-    _, state = poll(settings, {}, 1000.0)
+    baseline, state = poll(settings, {}, 1000.0)
+    assert baseline == []
     control(host, 'edac cpu1/ce_count 55')
     first, state = poll(settings, state, 1030.0)
     same, state = poll(settings, state, 1060.0)
