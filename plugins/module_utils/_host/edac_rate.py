@@ -155,9 +155,10 @@ def components_from_edac(edac, cpus=(), now=None):
                     mc, 'csrow%d' % row['id'], 'csrow', row['id'], ', '.join(labels) or None, None,
                     row.get('ce_count'), row.get('ue_count'), mc_mapping, reset_at))
         if mc.get('ce_noinfo_count') or mc.get('ue_noinfo_count'):
-            component = _memory_component(mc, None, 'controller', mc['id'], mc.get('name'), None,
-                                          mc.get('ce_noinfo_count'), mc.get('ue_noinfo_count'), mc_mapping, reset_at)
-            components.append(component)
+            # errors the controller could not attribute to a DIMM: only the controller as a whole is known
+            components.append(_memory_component(mc, None, 'controller', mc['id'], mc.get('name'), None,
+                                                mc.get('ce_noinfo_count'), mc.get('ue_noinfo_count'), mc_mapping,
+                                                reset_at))
     for cpu in cpus:
         components.append(dict(
             key='cpu%d' % cpu['id'], kind='cpu', controller=None, id=cpu['id'], label=None, location=None,
