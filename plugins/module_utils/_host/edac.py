@@ -165,6 +165,16 @@ def _blocks_of_nodes(host, nodes):
 # --------------------------------------------------------------------------
 # rasdaemon
 
+def rasdaemon_path(option):
+    """The rasdaemon database to read: the option, else the first of RASDAEMON_DB_PATHS that exists."""
+    if option is not None:
+        return option
+    for path in RASDAEMON_DB_PATHS:
+        if os.path.exists(path):
+            return path
+    return RASDAEMON_DB_PATHS[0]
+
+
 def read_rasdaemon(path, memory):
     """Summary of rasdaemon's mc_event table, grouped by DIMM, with the memory blocks of error addresses."""
     result = dict(path=path, available=False)
