@@ -161,7 +161,11 @@ vms:
   returned: always
 '''
 
-from ansible_collections.kvm.hotplug.plugins.module_utils._placement.isolation_run import main
+from ansible_collections.kvm.hotplug.plugins.module_utils._placement.isolation_run import plan_main
+
+
+def main():
+    plan_main()
 
 
 if __name__ == '__main__':

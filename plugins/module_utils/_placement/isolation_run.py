@@ -217,6 +217,6 @@ def plan(module):
                 notes=notes, vms=vms)
 
 
-def main():
+def plan_main():
     module = AnsibleModule(argument_spec=argument_spec(OPTIONS, URI_ARGS), supports_check_mode=True)
     run_module(module, plan)
