@@ -20,7 +20,7 @@ description:
   - Plans the isolation of the part with a pure planner, what the virtualization layer does first. The pinned threads
     on its CPUs are re-pinned onto the CPUs that stay. When the pinned vCPUs would not fit the CPUs that stay
     online (times O(cpu_overcommit)), or the host's free memory less the blocks that go would fall below
-    O(reserve_memory_mib), VMs are shrunk within their declared minimums (O(allow_shrink)), then migrated
+    the memory of O(reserve), VMs are shrunk within their declared minimums (O(allow_shrink)), then migrated
     (O(allow_migration)).
   - When none of these suffice, RV(feasible) is false and RV(refusal) names the limit. Nothing is changed either way.
     Apply the plan with M(kvm.hotplug.rebalance_apply) (RV(targets)), the hypervisor_migration role (RV(migrate)) and
@@ -66,10 +66,12 @@ options:
     description: vCPUs of pinned VMs per host CPU that stays online.
     type: float
     default: 1.0
-  reserve_memory_mib:
-    description: MiB the host keeps free after the memory blocks go.
-    type: int
-    default: 0
+  reserve:
+    description:
+      - The host's C(kvm_hotplug_host_reserve); its C(memory) (MiB, or a size string such as V(2GiB)) stays free after
+        the memory blocks go.
+    type: dict
+    default: {}
   state_file:
     description: On the host, the earlier EDAC readings that the rate is computed from.
     type: path
@@ -130,6 +132,17 @@ plan:
   description: The planner's result, C(feasible), C(refusal), C(repin), C(shrink) (each with C(name), C(vcpus),
     C(memory_mib) and C(before)), C(migrate), C(limits) and C(vms) (what happens to each).
   type: dict
+  returned: always
+changes:
+  description: One entry per VM and resource a shrink takes away, C(name) and C(change) (C(kind), C(action),
+    C(resource), C(before), C(after), C(delta)), what a C(kvm_hotplug_hooks) task file is told.
+  type: list
+  elements: dict
+  returned: always
+repins:
+  description: The VMs whose pins the part's CPUs concern, C(name) and C(change) (C(kind=repin), C(cpus_offline)).
+  type: list
+  elements: dict
   returned: always
 targets:
   description: The shrinks, each C(name), C(vcpus), C(memory_mib), for M(kvm.hotplug.rebalance_apply).

@@ -49,7 +49,7 @@ OPTIONS = dict(
     allow_migration=dict(type='bool', default=False),
     vms=dict(type='dict', default={}),
     cpu_overcommit=dict(type='float', default=1.0),
-    reserve_memory_mib=dict(type='int', default=0),
+    reserve=dict(type='dict', default={}),
     state_file=dict(type='path', default='/var/lib/kvm-hotplug/serviceability-edac.json'),
     rasdaemon_db=dict(type='path'),
     sysfs_root=dict(type='path', default=DEFAULT_SYSFS_ROOT),
@@ -159,6 +159,18 @@ def read_vms(conn, declared):
     return out, notes
 
 
+def shrink_changes(shrinks):
+    """One change per VM and resource a shrink takes away, as a kvm_hotplug_hooks task file is told of it."""
+    out = []
+    for entry in shrinks:
+        for resource, kind in (('vcpus', 'vcpu'), ('memory_mib', 'memory')):
+            before, after = entry['before'][resource], entry[resource]
+            if before != after:
+                out.append(dict(name=entry['name'], change=dict(kind=kind, action='unplug', resource=resource,
+                                                                before=before, after=after, delta=after - before)))
+    return out
+
+
 def plan(module):
     params = module.params
     if params['ce_threshold'] < 1 or params['ce_window_hours'] <= 0:
@@ -204,12 +216,16 @@ def plan(module):
         dict(online_cpus=list(online), cpus_offline=offline_cpus, free_memory_mib=free_mib,
              blocks_offline_mib=block_mib),
         vms, dict(allow_shrink=params['allow_shrink'], allow_migration=params['allow_migration'],
-                  cpu_overcommit=params['cpu_overcommit'], reserve_memory_mib=params['reserve_memory_mib']))
+                  cpu_overcommit=params['cpu_overcommit'],
+                  reserve_memory_mib=size_mib(params['reserve'].get('memory'), 'reserve memory') or 0))
     if fixed:
         isolation['feasible'] = False
         refusal = 'CPU %s cannot go offline (the kernel offers no online file, as for cpu0)' % format_cpulist(fixed)
         isolation['refusal'] = refusal if not isolation['refusal'] else '%s; %s' % (refusal, isolation['refusal'])
-    return dict(changed=False, source=source, findings=findings, part=part,
+    repins = [dict(name=name, change=dict(kind='repin', action='repin', cpus_offline=offline_cpus))
+              for name in isolation['repin']]
+    return dict(changed=False, source=source, findings=findings, part=part, changes=shrink_changes(isolation['shrink']),
+                repins=repins,
                 offline=dict(cpus=offline_cpus, memory_blocks=offline_blocks),
                 empty=not (offline_cpus or offline_blocks), plan=isolation,
                 targets=[dict(name=s['name'], vcpus=s['vcpus'], memory_mib=s['memory_mib']) for s in isolation['shrink']],
