@@ -146,11 +146,9 @@ def plan_isolation(host, vms, settings=None):
                         '%d MiB' % (free_after(), removed, conf['reserve']))
     refusal = None
     if problems:
-        refusal = '; '.join(problems) + (
-            '' if conf['allow_shrink'] and conf['allow_migration'] else
-            ' (%s)' % ' and '.join(w for w, allowed in (('shrinking is not allowed', conf['allow_shrink']),
-                                                       ('migration is not allowed', conf['allow_migration']))
-                                   if not allowed))
+        forbidden = [words for words, allowed in (('shrinking is not allowed', conf['allow_shrink']),
+                                                  ('migration is not allowed', conf['allow_migration'])) if not allowed]
+        refusal = '; '.join(problems) + (' (%s)' % ' and '.join(forbidden) if forbidden else '')
     shrink = [dict(name=vm.name, vcpus=vcpus[vm.name], memory_mib=memory[vm.name],
                    before=dict(vcpus=vm.vcpus, memory_mib=vm.memory))
               for vm in parsed if vm.name not in leaving and (vcpus[vm.name], memory[vm.name]) != (vm.vcpus, vm.memory)]
