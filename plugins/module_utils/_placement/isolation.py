@@ -138,7 +138,7 @@ def plan_isolation(host, vms, settings=None):
     problems = []
     if not cpus_ok():
         problems.append('the pinned VMs would have %d vCPUs on the %d CPUs that stay online (%s), above the %d '
-                        'they may have (cpu_overcommit %g)'
+                        'they may have (cpu_overcommit %s)'
                         % (cpu_load(), len(online_after), ','.join(str(c) for c in online_after), capacity,
                            conf['ratio']))
     if not memory_ok():
