@@ -130,7 +130,7 @@ empty:
   returned: always
 plan:
   description: The planner's result, C(feasible), C(refusal), C(repin), C(shrink) (each with C(name), C(vcpus),
-    C(memory_mib) and C(before)), C(migrate), C(limits) and C(vms) (what happens to each).
+    C(memory_mib), C(vcpus_off) and C(before)), C(migrate), C(limits) and C(vms) (what happens to each).
   type: dict
   returned: always
 changes:
@@ -145,7 +145,8 @@ repins:
   elements: dict
   returned: always
 targets:
-  description: The shrinks, each C(name), C(vcpus), C(memory_mib), for M(kvm.hotplug.rebalance_apply).
+  description: The shrinks, each C(name), C(vcpus), C(memory_mib) and C(vcpus_off) (the vCPUs that go, those pinned
+    to the part first), for M(kvm.hotplug.rebalance_apply).
   type: list
   elements: dict
   returned: always

@@ -31,13 +31,14 @@ host
     online_cpus, cpus_offline, memory_blocks_offline (lists of ids), isolated_cpus, free_memory_mib,
     blocks_offline_mib (the size of the blocks that go)
 vms
-    name, vcpus, fixed_vcpus (that cannot be unplugged; default 1), pinned_cpus (every host CPU its pins name,
+    name, vcpus, fixed_vcpus (that cannot be unplugged; default 1), removable_vcpus (the vCPU ids a shrink may
+    remove, in order; default the highest ids above the fixed ones), pinned_cpus (every host CPU its pins name,
     [] when unpinned), vcpus_pinned (whether its vCPUs are pinned), memory_mib, dimm_mib, removable_dimms,
     min_vcpus, min_memory_mib (None: not declared)
 settings
     allow_shrink (True), allow_migration (False), cpu_overcommit (1.0), reserve_memory_mib (0)
 
-Result: {feasible, refusal, repin: [names], shrink: [{name, vcpus, memory_mib, before}], migrate: [names],
+Result: {feasible, refusal, repin: [names], shrink: [{name, vcpus, memory_mib, vcpus_off, before}], migrate: [names],
 limits: {cpus: {capacity, load_before, load_after}, memory: {free_after, reserve}}, vms: {name: what happens}}
 
 Private to the kvm.hotplug collection; not a public API.
@@ -62,15 +63,19 @@ def _settings(settings):
 
 
 class _Vm(object):
-    __slots__ = ('name', 'vcpus', 'floor_vcpus', 'memory', 'floor_memory', 'dimm', 'pinned', 'concerned')
+    __slots__ = ('name', 'vcpus', 'floor_vcpus', 'removable', 'memory', 'floor_memory', 'dimm', 'pinned', 'concerned')
 
     def __init__(self, raw, cpus_offline):
         self.name = raw['name']
         self.vcpus = int(raw['vcpus'])
         fixed = int(raw.get('fixed_vcpus') or 1)
+        removable = raw.get('removable_vcpus')
+        # the vCPUs a shrink may remove, in the order it removes them (default: the highest ids above the fixed ones)
+        self.removable = list(range(self.vcpus - 1, fixed - 1, -1)) if removable is None else list(removable)
         minimum = raw.get('min_vcpus')
         # without a declared minimum a VM is never shrunk
-        self.floor_vcpus = self.vcpus if minimum is None else min(self.vcpus, max(int(minimum), fixed))
+        self.floor_vcpus = self.vcpus if minimum is None else min(
+            self.vcpus, max(int(minimum), fixed, self.vcpus - len(self.removable)))
         self.memory = int(raw.get('memory_mib') or 0)
         self.dimm = int(raw.get('dimm_mib') or 0)
         min_memory = raw.get('min_memory_mib')
@@ -150,7 +155,7 @@ def plan_isolation(host, vms, settings=None):
                                                   ('migration is not allowed', conf['allow_migration'])) if not allowed]
         refusal = '; '.join(problems) + (' (%s)' % ' and '.join(forbidden) if forbidden else '')
     shrink = [dict(name=vm.name, vcpus=vcpus[vm.name], memory_mib=memory[vm.name],
-                   before=dict(vcpus=vm.vcpus, memory_mib=vm.memory))
+                   vcpus_off=vm.removable[:vm.vcpus - vcpus[vm.name]], before=dict(vcpus=vm.vcpus, memory_mib=vm.memory))
               for vm in parsed if vm.name not in leaving and (vcpus[vm.name], memory[vm.name]) != (vm.vcpus, vm.memory)]
     shrunk = set(s['name'] for s in shrink)
     what = {}

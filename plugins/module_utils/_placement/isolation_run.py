@@ -133,12 +133,22 @@ def with_siblings(host, cpus):
     return sorted(out)
 
 
-def _vm(dom, snap, declared):
+def removable_vcpus(model, cpus_offline):
+    """The vCPU ids a shrink may remove, in order: those pinned to CPUs that go offline first, then the others,
+    each highest id first; never vCPU 0 nor one the definition marks not hotpluggable."""
+    offline = set(cpus_offline)
+    pins = model.pinning.vcpupin
+    ids = [v.id for v in model.vcpus if v.enabled and v.id != 0 and v.hotpluggable is not False]
+    return sorted(ids, key=lambda v: (not set(pins.get(v, ())) & offline, -v))
+
+
+def _vm(dom, snap, declared, cpus_offline):
     facts = vm_facts(snap)
     model = snap.live
     entry = declared.get(snap.name) or {}
     pinning = model.pinning
     return dict(name=snap.name, vcpus=facts['vcpus'], fixed_vcpus=facts['fixed_vcpus'],
+                removable_vcpus=removable_vcpus(model, cpus_offline),
                 pinned_cpus=pinned_host_cpus(model),
                 vcpus_pinned=bool(pinning.vcpupin or pinning.vcpu_cpuset),
                 memory_mib=facts['memory_mib'], dimm_mib=facts['dimm_mib'], removable_dimms=facts['removable_dimms'],
@@ -146,7 +156,7 @@ def _vm(dom, snap, declared):
                 min_memory_mib=size_mib(entry.get('min_memory'), '%s min_memory' % snap.name))
 
 
-def read_vms(conn, declared):
+def read_vms(conn, declared, cpus_offline):
     out, notes = [], []
     for dom in sorted(call('listing domains on %s' % conn_uri(conn), conn.listAllDomains, 0), key=lambda d: d.name()):
         snap = read_domain(dom)
@@ -155,7 +165,7 @@ def read_vms(conn, declared):
         if snap.job.active:
             raise HotplugError('refusing to plan the isolation: domain %s has a job in progress (%s); nothing was '
                                'changed' % (snap.name, snap.job.operation))
-        out.append(_vm(dom, snap, declared))
+        out.append(_vm(dom, snap, declared, cpus_offline))
     return out, notes
 
 
@@ -211,7 +221,7 @@ def plan(module):
             free_mib = call('reading the free memory of %s' % conn_uri(conn), conn.getFreeMemory) // (1024 * 1024)
         else:
             free_mib = sum(free) // 1024
-        vms, _vm_notes = read_vms(conn, params['vms'])
+        vms, _vm_notes = read_vms(conn, params['vms'], offline_cpus)
     isolation = plan_isolation(
         dict(online_cpus=list(online), cpus_offline=offline_cpus, free_memory_mib=free_mib,
              blocks_offline_mib=block_mib),
@@ -228,7 +238,8 @@ def plan(module):
                 repins=repins,
                 offline=dict(cpus=offline_cpus, memory_blocks=offline_blocks),
                 empty=not (offline_cpus or offline_blocks), plan=isolation,
-                targets=[dict(name=s['name'], vcpus=s['vcpus'], memory_mib=s['memory_mib']) for s in isolation['shrink']],
+                targets=[dict(name=s['name'], vcpus=s['vcpus'], memory_mib=s['memory_mib'], vcpus_off=s['vcpus_off'])
+                         for s in isolation['shrink']],
                 migrate=isolation['migrate'], feasible=isolation['feasible'], refusal=isolation['refusal'],
                 notes=notes, vms=vms)
 

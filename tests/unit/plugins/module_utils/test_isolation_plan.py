@@ -39,8 +39,15 @@ def test_no_room_and_nothing_allowed_stops_with_the_limit():
 def test_a_declared_minimum_lets_a_vm_shrink_and_stay():
     plan = plan_isolation(host('0-1', offline=[1]), [vm('a', vcpus=2, pinned=[0, 1], min_vcpus=1), vm('b')])
     assert plan['feasible']
-    assert plan['shrink'] == [dict(name='a', vcpus=1, memory_mib=256, before=dict(vcpus=2, memory_mib=256))]
+    assert plan['shrink'] == [dict(name='a', vcpus=1, memory_mib=256, vcpus_off=[1], before=dict(vcpus=2, memory_mib=256))]
     assert plan['vms']['a'] == 'shrink and re-pin' and plan['vms']['b'] == 'unchanged'
+
+
+def test_a_shrink_removes_the_vcpus_it_may_in_their_order():
+    a = dict(vm('a', vcpus=4, pinned=[0, 1], min_vcpus=1), removable_vcpus=[2, 3])   # 1 is not hotpluggable
+    plan = plan_isolation(host('0-1', offline=[1]), [a])
+    assert plan['shrink'][0]['vcpus'] == 2 and plan['shrink'][0]['vcpus_off'] == [2, 3]
+    assert not plan['feasible']   # 2 pinned vCPUs still on 1 CPU: the floor is what cannot be removed
 
 
 def test_migration_when_shrinking_is_not_enough():
@@ -116,6 +123,7 @@ def test_shrinks_stay_within_declared_minimums_and_only_when_allowed(case):
     for entry in plan['shrink']:
         raw = by_name[entry['name']]
         assert entry['name'] not in plan['migrate']
+        assert len(entry['vcpus_off']) == raw['vcpus'] - entry['vcpus'] and 0 not in entry['vcpus_off']
         if entry['vcpus'] != raw['vcpus']:
             assert raw['min_vcpus'] is not None and entry['vcpus'] >= max(raw['min_vcpus'], raw['fixed_vcpus'])
         if entry['memory_mib'] != raw['memory_mib']:
