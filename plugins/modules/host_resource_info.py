@@ -265,27 +265,17 @@ failing:
                 reason: rasdaemon recorded errors of this DIMM at physical addresses in these blocks}
 '''
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.edac import (
-    RASDAEMON_DB_PATHS, analyze, read_edac, read_rasdaemon,
+    analyze, rasdaemon_path, read_edac, read_rasdaemon,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import (
     SysfsTree, cpu_summary, memory_summary, read_host,
 )
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_module
-
-
-def rasdaemon_path(option):
-    if option is not None:
-        return option
-    for path in RASDAEMON_DB_PATHS:
-        if os.path.exists(path):
-            return path
-    return RASDAEMON_DB_PATHS[0]
 
 
 def gather(module):

@@ -68,6 +68,14 @@ options:
         plan's leaving domains added; with O(phase=restore) its domains from O(source) are the ones brought back.
     type: dict
     default: {}
+  domains:
+    description:
+      - With O(components=all), only these running domains leave; the others stay as they are. This is how the
+        serviceability role hands over the VMs it cannot keep. Refused with other O(components).
+      - Empty for every running domain.
+    type: list
+    elements: str
+    default: []
   parallel:
     description: Migrations out of the source at once (in one wave).
     type: int

@@ -29,6 +29,8 @@ options:
   targets:
     description:
       - One entry per domain, C(name) with C(vcpus) and/or C(memory_mib) (the total memory, boot plus DIMMs).
+      - C(vcpus_off), a list of vCPU ids, names the vCPUs a decrease removes, in that order; without it the
+        highest-numbered unpinned ones go (M(kvm.hotplug.vcpu_hotplug)'s O(kvm.hotplug.vcpu_hotplug#module:count)).
       - Usually the RV(kvm.hotplug.rebalance_plan#module:plan.vms) entries' C(name) and C(target).
     type: list
     elements: dict

@@ -8,7 +8,9 @@ EDAC (Documentation/admin-guide/ras.rst) shows one directory per memory controll
 devices/system/edac/mc/mcN/{mc_name,size_mb,ce_count,ue_count,ce_noinfo_count,ue_noinfo_count},
 with its DIMMs or ranks in dimmN/ or rankN/ ({dimm_label,dimm_location,size,dimm_ce_count,
 dimm_ue_count,dimm_mem_type,dimm_edac_mode}) and the legacy csrowN/ view
-({ce_count,ue_count,size_mb,chN_ce_count,chN_dimm_label}).
+({ce_count,ue_count,size_mb,chN_ce_count,chN_dimm_label}).  Per-CPU counts exist where an edac_device
+driver registers a controller named cpu (CPU cache ECC drivers, on ARM servers for example):
+devices/system/edac/cpu/cpuN/{ce_count,ue_count}; x86 machine checks of CPUs are not counted in EDAC.
 
 EDAC does not show which physical addresses a DIMM holds, so a DIMM can not be
 mapped to memory blocks from sysfs alone.  What can be said, and is said with
@@ -38,6 +40,8 @@ from urllib.parse import quote
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import linked_node, numbered_entries
 
 EDAC_MC_DIR = ('devices', 'system', 'edac', 'mc')
+# an edac_device controller is devices/system/edac/<name>/, its instances <name>N/
+EDAC_CPU_DIR = ('devices', 'system', 'edac', 'cpu')
 # rasdaemon's database name (RAS_DB_FNAME) is ras-mc_event.db in its releases and distributions;
 # ras-mc_ctx.db is accepted as well for builds that renamed it.
 RASDAEMON_DB_PATHS = ('/var/lib/rasdaemon/ras-mc_event.db', '/var/lib/rasdaemon/ras-mc_ctx.db')
@@ -109,6 +113,16 @@ def read_edac(tree):
                 reason=None if controllers else 'the EDAC directory %s lists no memory controllers' % base)
 
 
+def read_edac_cpus(tree):
+    """[{id, ce_count, ue_count}] of the EDAC device controller named cpu; [] when there is none."""
+    base = tree.path(*EDAC_CPU_DIR)
+    cpus = []
+    for cpu_id in numbered_entries(base, 'cpu'):
+        cpu_dir = os.path.join(base, 'cpu%d' % cpu_id)
+        cpus.append(dict(id=cpu_id, **_counts(tree, cpu_dir, (('ce_count', 'ce_count'), ('ue_count', 'ue_count')))))
+    return cpus
+
+
 def _controller_node_link(tree, mc_dir):
     """A NUMA node the kernel ties to the controller: a nodeN entry or a numa_node file (self or device/)."""
     for sub in ('', 'device'):
@@ -150,6 +164,16 @@ def _blocks_of_nodes(host, nodes):
 
 # --------------------------------------------------------------------------
 # rasdaemon
+
+def rasdaemon_path(option):
+    """The rasdaemon database to read: the option, else the first of RASDAEMON_DB_PATHS that exists."""
+    if option is not None:
+        return option
+    for path in RASDAEMON_DB_PATHS:
+        if os.path.exists(path):
+            return path
+    return RASDAEMON_DB_PATHS[0]
+
 
 def read_rasdaemon(path, memory):
     """Summary of rasdaemon's mc_event table, grouped by DIMM, with the memory blocks of error addresses."""

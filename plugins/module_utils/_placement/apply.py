@@ -42,6 +42,9 @@ def steps_for(current, targets):
             if not now.get('active'):
                 raise HotplugError('domain %s is not running: hotplug needs a running domain' % name)
             step = dict(name=name, resource=resource, before=now[resource], after=want, delta=want - now[resource])
+            if resource == VCPUS and want < now[resource] and target.get('vcpus_off'):
+                # the vCPUs to remove, named: pinned ones go only by name (vcpu_hotplug's count leaves them)
+                step['vcpus_off'] = list(target['vcpus_off'])[:now[resource] - want]
             (down if want < now[resource] else up).append(step)
     return down + up
 
@@ -50,7 +53,9 @@ def _step_params(change, step, params, dimm_mib):
     out = default_params(change)
     out.update(name=step['name'], uri=params['uri'], timeout=params['timeout'],
                wait_for_guest=params['wait_for_guest'], live=True, config=params['config'])
-    if step['resource'] == VCPUS:
+    if step['resource'] == VCPUS and step.get('vcpus_off'):
+        out.update(vcpus=[str(v) for v in step['vcpus_off']], state='disabled')
+    elif step['resource'] == VCPUS:
         out['count'] = step['after']
     else:
         out['size'] = '%dMiB' % step['after']
@@ -78,7 +83,8 @@ def read_views(conn, names):
 
 def apply_targets(module, params):
     """Apply params['targets'] ({name: {vcpus, memory_mib}}); returns the module result."""
-    targets = dict((t['name'], dict(vcpus=t.get('vcpus'), memory_mib=t.get('memory_mib'))) for t in params['targets'])
+    targets = dict((t['name'], dict(vcpus=t.get('vcpus'), memory_mib=t.get('memory_mib'), vcpus_off=t.get('vcpus_off')))
+                   for t in params['targets'])
     with LibvirtSession(params['uri']) as conn:
         uri = conn_uri(conn)
         current = {}

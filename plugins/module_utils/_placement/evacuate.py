@@ -307,13 +307,13 @@ class _Dest(object):
         free = _whole(raw.get('cpus_free'), what + 'cpus_free')
         total = raw.get('cpus_total')
         if total is None and conf['cpu_ratio'] != 1.0:
-            raise HotplugError('%s needs cpus_total for cpu_overcommit %g' % (what.strip(), conf['cpu_ratio']))
+            raise HotplugError('%s needs cpus_total for cpu_overcommit %s' % (what.strip(), conf['cpu_ratio']))
         total = free if total is None else _whole(total, what + 'cpus_total', 0)
         self.cpu_left = int(total * conf['cpu_ratio']) - (total - free)
         mem_free = _whole(raw.get('memory_free_mib'), what + 'memory_free_mib', 0)
         mem_total = raw.get('memory_total_mib')
         if mem_total is None and conf['memory_ratio'] != 1.0:
-            raise HotplugError('%s needs memory_total_mib for memory_overcommit %g' % (what.strip(), conf['memory_ratio']))
+            raise HotplugError('%s needs memory_total_mib for memory_overcommit %s' % (what.strip(), conf['memory_ratio']))
         extra = 0 if mem_total is None else int((conf['memory_ratio'] - 1.0) * _whole(mem_total, what + 'memory_total_mib', 0))
         self.mem_left = mem_free + extra - conf['reserve']
         self.guests = _whole(raw.get('guests', 0) or 0, what + 'guests', 0)
@@ -386,7 +386,7 @@ def _judge_cpus(vm, stay, removed, online, cpu_ratio, isolated):
         if not allowed:
             reasons.append('its vCPUs are pinned to CPU %s, which all go offline' % format_cpulist(sorted(union)))
         elif len(allowed) * cpu_ratio < counted:
-            reasons.append('%d pinned vCPUs keep only CPU %s of their pinning %s (cpu_overcommit %g)'
+            reasons.append('%d pinned vCPUs keep only CPU %s of their pinning %s (cpu_overcommit %s)'
                            % (counted, format_cpulist(allowed), format_cpulist(sorted(union)), cpu_ratio))
     if reasons:
         return reasons
@@ -569,7 +569,7 @@ def _try(vm, dest, conf):
                limit='the definition of domain %s would not start on the destination: %s' % (name, problem))
     check_free_memory(checks, (vm.memory - vm.plugged) * 1024, vm.plugged * 1024, dest.mem_left * 1024, name)
     checks.add('cpus', vm.vcpus <= dest.cpu_left, value=dict(vcpus=vm.vcpus, room=dest.cpu_left),
-               limit='domain %s needs %d vCPUs, the destination has room for %d more (cpu_overcommit %g)'
+               limit='domain %s needs %d vCPUs, the destination has room for %d more (cpu_overcommit %s)'
                      % (name, vm.vcpus, dest.cpu_left, conf['cpu_ratio']))
     if vm.pinned_cpus and dest.online_cpus is not None and not dest.online_set.issuperset(vm.pinned_cpus):
         check_pinned_cpus(checks, vm.pinned_cpus, dest.online_cpus, name)     # (only called when it refuses)

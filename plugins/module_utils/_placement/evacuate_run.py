@@ -46,6 +46,7 @@ PLAN_OPTIONS = dict(
     components=dict(type='raw'),
     destinations=dict(type='list', elements='dict', default=[]),
     record=dict(type='dict', default={}),
+    domains=dict(type='list', elements='str', default=[]),
     parallel=dict(type='int', default=2),
     per_destination=dict(type='int', default=2),
     cpu_overcommit=dict(type='float', default=1.0),
@@ -99,12 +100,25 @@ def _check_limits(params):
             raise HotplugError('%s must be at least 1, got %d' % (key, params[key]))
 
 
+def only_domains(domains, names, notes):
+    """The running domains named (the others stay as they are, whatever the components); a name that does not run
+    on the source is noted, not an error (a re-run finds it gone)."""
+    running = set(d['name'] for d in domains)
+    notes.extend('domain %s does not run on the source' % name for name in sorted(set(names) - running))
+    return [d for d in domains if d['name'] in set(names)]
+
+
 def plan_evacuate(params):
     components = _components(params['components'])
     destinations = _destination_list(params['destinations'])
     with LibvirtSession(params['uri']) as conn:
         source_uri = conn_uri(conn)
         source, platforms, notes = read_source(conn, params['sysfs_root'], params['source'])
+    if params['domains']:
+        if components != ALL:
+            raise HotplugError('domains is for components "all" only: with components the staying domains count '
+                               'against the CPUs and memory that remain')
+        source['domains'] = only_domains(source['domains'], params['domains'], notes)
     busy = ['%s (%s)' % (d['name'], d['job']) for d in source['domains'] if d.get('job')]
     if busy:
         raise HotplugError('refusing to evacuate %s: a job is in progress on domain %s; nothing was moved'

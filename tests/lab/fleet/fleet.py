@@ -70,7 +70,8 @@ def host_number(name):
 # what each host is: its simulated hardware, and the guests placed on it
 
 def host_layout(n):
-    """The simulated sysfs of hvN: hv1 has 2 nodes of 4 CPUs, the others 1 node; 128 MiB blocks; EDAC DIMMs."""
+    """The simulated sysfs of hvN: hv1 has 2 nodes of 4 CPUs, the others 1 node; 128 MiB blocks; EDAC DIMMs and
+    CPUs."""
     nodes = 2 if n == 1 else 1
     per_node = 4 if n == 1 else 2 + n     # hv1: 8 CPUs, hv2: 4, hv3: 5, hv4: 6 ...
     cpus, blocks = [], []
@@ -90,8 +91,10 @@ def host_layout(n):
                  dimms=[dict(label="hv%d_CPU%d_DIMM_A%d" % (n, node, slot + 1),
                              location="channel %d slot 0" % slot, size=384) for slot in range(2)])
             for node in range(nodes)]
+    # a cpu EDAC device too, as CPU cache ECC drivers register one (the serviceability tests raise its counters)
+    edac_cpus = [dict(id=c['id'], ce=0, ue=0) for c in cpus]
     return dict(cpus=cpus, isolated="", block_size=0x8000000, auto_online_blocks="offline", blocks=blocks,
-                edac=edac)
+                edac=edac, edac_cpus=edac_cpus)
 
 
 class FleetGuest(object):

@@ -22,6 +22,8 @@ The tree under MOUNTPOINT is the part of /sys the kvm.hotplug host modules read
     devices/system/edac/mc/mcN/{mc_name,size_mb,ce_count,ue_count,ce_noinfo_count,ue_noinfo_count,
         seconds_since_reset,reset_counters,max_location}, dimmN/ or rankN/ {dimm_label,dimm_location,size,
         dimm_ce_count,dimm_ue_count,dimm_mem_type,dimm_dev_type,dimm_edac_mode}, csrowN/ {...,chK_ce_count,chK_dimm_label}
+    devices/system/edac/cpu/cpuN/{ce_count,ue_count} (an edac_device controller named cpu, as CPU cache ECC
+        drivers register; only when the layout has edac_cpus)
 
 Writes behave as the kernel's (drivers/base/cpu.c, drivers/base/memory.c):
 - every write(2) is one store of the whole value; there are no file contents to leave bytes behind,
@@ -41,6 +43,7 @@ Reading it gives the state as JSON: the CPUs, blocks and EDAC counters now, the 
 the log of writes ([path, value written, result]: ok, an errno name, or pending while it hangs).  Writing one command per write(2):
 
     edac mcN/<counter path> VALUE|+N      set or raise a counter, e.g. `edac mc0/dimm1/dimm_ce_count +5`
+    edac cpuN/ce_count|ue_count VALUE|+N  the same for a CPU of the cpu EDAC device, e.g. `edac cpu1/ce_count +60`
     busy memoryN [COUNT]                  the next COUNT (default: every) offline of the block answer EBUSY
     fail cpuN|memoryN online|offline|any ERRNO [COUNT]
                                           those writes answer ERRNO (a name such as EIO, or a number)
@@ -61,7 +64,8 @@ Layout (JSON): {"cpus": [{"id", "node", "core", "package", "online", "hotpluggab
 "blocks": [{"id", "node", "state", "zones", "removable", "phys_index", "phys_device"}],
 "edac": [{"id", "name", "size_mb", "ce", "ue", "ce_noinfo", "ue_noinfo", "node",
           "dimms": [{"label", "location", "size", "ce", "ue"}], "ranks": [...],
-          "csrows": [{"ce", "ue", "size", "channels": [[ce, label], ...]}]}]}
+          "csrows": [{"ce", "ue", "size", "channels": [[ce, label], ...]}]}],
+"edac_cpus": [{"id", "ce", "ue"}]}
 Missing keys take the defaults of Model.from_layout.
 """
 
@@ -189,6 +193,8 @@ class Model(object):
                     edac_mode=r.get('edac_mode', 'S4ECD4ED'), dev_type=r.get('dev_type', 'x4'),
                     counters=counters, labels=labels)
             self.edac[mid] = entry
+        self.edac_cpus = {int(c['id']): dict(ce_count=int(c.get('ce', 0)), ue_count=int(c.get('ue', 0)))
+                          for c in layout.get('edac_cpus', [])}
 
     # ---- derived views
     def online_cpus(self):
@@ -393,7 +399,14 @@ class Model(object):
         return int(args[index]) if len(args) > index else None
 
     def _control(self, cmd, args):
-        if cmd == 'edac':
+        if cmd == 'edac' and args[0].startswith('cpu'):
+            parts = args[0].strip('/').split('/')
+            counters = self.edac_cpus[int(re.match(r'^cpu(\d+)$', parts[0]).group(1))]
+            if len(parts) != 2 or parts[1] not in counters:
+                raise KeyError(args[0])
+            value = args[1]
+            counters[parts[1]] = counters[parts[1]] + int(value[1:]) if value.startswith('+') else int(value)
+        elif cmd == 'edac':
             parts = args[0].strip('/').split('/')
             mc = self.edac[int(re.match(r'^mc(\d+)$', parts[0]).group(1))]
             counters = mc['counters'] if len(parts) == 2 else mc['dimms'][parts[1]]['counters']
@@ -443,6 +456,7 @@ class Model(object):
                 edac={'mc%d' % m: dict(counters=self.edac[m]['counters'],
                                        **{k: d['counters'] for k, d in sorted(self.edac[m]['dimms'].items())})
                       for m in sorted(self.edac)},
+                edac_cpus={'cpu%d' % c: self.edac_cpus[c] for c in sorted(self.edac_cpus)},
                 faults=self.faults, writes=self.writes, layout=self.layout), indent=1, sort_keys=True) + '\n'
 
 
@@ -490,8 +504,8 @@ class Tree(object):
     def system(self):
         m = self.m
         out = dict(cpu=Dir(self.cpu_dir), memory=Dir(self.memory_dir), node=Dir(self.node_dir))
-        if m.edac:
-            out['edac'] = Dir(lambda: dict(mc=Dir(self.edac_dir)))
+        if m.edac or m.edac_cpus:
+            out['edac'] = Dir(self.edac_root)
         return Dir(lambda: out)
 
     # ---- cpu
@@ -581,6 +595,18 @@ class Tree(object):
         return out
 
     # ---- edac
+    def edac_root(self):
+        out = {}
+        if self.m.edac:
+            out['mc'] = Dir(self.edac_dir)
+        if self.m.edac_cpus:
+            out['cpu'] = Dir(lambda: {'cpu%d' % c: Dir(lambda c=c: self.one_edac_cpu(c)) for c in sorted(self.m.edac_cpus)})
+        return out
+
+    def one_edac_cpu(self, cpu_id):
+        counters = self.m.edac_cpus[cpu_id]
+        return {key: self.counter(counters, key) for key in ('ce_count', 'ue_count')}
+
     def edac_dir(self):
         return {'mc%d' % mid: Dir(lambda mid=mid: self.one_mc(mid)) for mid in sorted(self.m.edac)}
 

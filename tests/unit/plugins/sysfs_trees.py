@@ -11,6 +11,7 @@ them), so nothing here patches SysfsTree: the modules write through the real sys
   removable,valid_zones,phys_index (%08x),phys_device} and a nodeM link
 - devices/system/node/nodeN/{cpulist (online CPUs only),meminfo}, memoryM and cpuM links
 - devices/system/edac/mc/mcN/{mc_name,size_mb,ce_count,...}, dimmN/ or rankN/, csrowN/
+- devices/system/edac/cpu/cpuN/{ce_count,ue_count}
 
 (The layout follows what a real kernel shows, checked against the lab-hostres guest, Debian 6.1 cloud
 kernel, and this machine's 6.x kernel.)
@@ -95,6 +96,17 @@ def add_edac_controller(root, mc_id, name, dimms=(), ranks=(), csrows=(), size_m
         csrows=[dict(r, channels=[list(c) for c in r.get('channels', ())]) for r in csrows]))
     control(root, 'load ' + json.dumps(current))
     return os.path.join(root, 'devices', 'system', 'edac', 'mc', 'mc%d' % mc_id)
+
+
+def add_edac_cpus(root, cpus):
+    """Give a mounted simulated host the cpu EDAC device (devices/system/edac/cpu/cpuN/{ce_count,ue_count}).
+
+    cpus: dicts with id, ce, ue.
+    """
+    current = sim_state(root)['layout']
+    current['edac_cpus'] = [dict(c) for c in cpus]
+    control(root, 'load ' + json.dumps(current))
+    return os.path.join(root, 'devices', 'system', 'edac', 'cpu')
 
 
 class Kernel(object):

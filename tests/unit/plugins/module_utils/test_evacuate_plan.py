@@ -53,7 +53,7 @@ def test_pinned_vcpus_without_enough_cpus_left_leave_unless_overcommitted():
     vm = dict(name='tight', vcpus=3, memory_mib=512, vcpupin={'0': '4', '1': '5', '2': '6'})
     plan = plan_hypervisor_evacuation(two_nodes([vm]), dict(cpus='6'), [dest('hv2')])
     assert by_name(plan['leave'])['tight']['reason'] == \
-        '3 pinned vCPUs keep only CPU 4-5 of their pinning 4-6 (cpu_overcommit 1)'
+        '3 pinned vCPUs keep only CPU 4-5 of their pinning 4-6 (cpu_overcommit 1.0)'
     plan = plan_hypervisor_evacuation(two_nodes([vm]), dict(cpus='6'), [dest('hv2', cpus_total=16)], dict(cpu_overcommit=2))
     assert by_name(plan['stay'])['tight']['pinning'] == dict(vcpupin={'2': '4'})
 

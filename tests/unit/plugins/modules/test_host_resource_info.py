@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 
+from ansible_collections.kvm.hotplug.plugins.module_utils._host import edac
 from ansible_collections.kvm.hotplug.plugins.modules import host_resource_info
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_runner import run_main
 from ansible_collections.kvm.hotplug.tests.unit.plugins.module_utils.test_edac import make_db
@@ -43,7 +44,7 @@ def test_no_rasdaemon_database(simsysfs, capsys):
 def test_default_database_paths(simsysfs, tmp_path, capsys, mocker):
     second = tmp_path / 'ras-mc_ctx.db'
     make_db(second, [])
-    mocker.patch.object(host_resource_info, 'RASDAEMON_DB_PATHS', (str(tmp_path / 'ras-mc_event.db'), str(second)))
+    mocker.patch.object(edac, 'RASDAEMON_DB_PATHS', (str(tmp_path / 'ras-mc_event.db'), str(second)))
     root = two_node_host(simsysfs)
     result, failed = run_main(host_resource_info.main, dict(sysfs_root=root), capsys)
     assert not failed and result['rasdaemon']['path'] == str(second) and result['rasdaemon']['available']
