@@ -97,6 +97,22 @@ def resolve_request(host, cpus, memory_blocks, numa_node):
     return cpu_ids, block_ids, node_id
 
 
+def resolve_components(host, cpus, memory_blocks, numa_nodes):
+    """(cpu ids, block ids, node ids) of the components several NUMA nodes and ids name together, each node bringing
+    its CPUs and memory blocks (resolve_request for the ids); an unknown node is refused."""
+    cpu_ids, block_ids, _node = resolve_request(host, cpus, memory_blocks, None)
+    node_ids = parse_ids(numa_nodes, 'NUMA node', None)[0]
+    missing = [n for n in node_ids if n not in host.nodes]
+    if missing:
+        raise HotplugError('unknown NUMA node %s (the host has nodes %s); nothing was changed'
+                           % (format_cpulist(missing), format_cpulist(host.nodes) or 'none'))
+    cpu_ids, block_ids = set(cpu_ids), set(block_ids)
+    for node_id in node_ids:
+        cpu_ids.update(host.nodes[node_id].cpus)
+        block_ids.update(host.nodes[node_id].memory_blocks)
+    return tuple(sorted(cpu_ids)), tuple(sorted(block_ids)), tuple(node_ids)
+
+
 def zone_word(zone):
     """The word written to a block's state to bring it back into zone."""
     if zone == MOVABLE_ZONE:

@@ -97,7 +97,7 @@ import heapq
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_id_list
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.evacuation import BINDING_MODES
-from ansible_collections.kvm.hotplug.plugins.module_utils._host.plan import plan_host_change, resolve_request
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.plan import plan_host_change, resolve_components
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import (
     Cpu, HostSnapshot, MemoryBlock, MemoryLayout, Node,
 )
@@ -699,18 +699,10 @@ def plan_hypervisor_evacuation(source, components, destinations, settings=None):
             raise HotplugError('components must be "all" or a mapping with %s, got %r'
                                % (', '.join(COMPONENT_KEYS), components))
         host = _source_host(source)
-        cpu_ids, block_ids, _node = resolve_request(host, components.get('cpus'), components.get('memory_blocks'), None)
-        requested_nodes = _ids(components.get('numa_nodes'), 'NUMA node')
-        missing = [n for n in requested_nodes if n not in host.nodes]
-        if missing:
-            raise HotplugError('unknown NUMA node %s (the host has nodes %s); nothing was changed'
-                               % (format_cpulist(missing), format_cpulist(host.nodes) or 'none'))
-        cpu_ids, block_ids = set(cpu_ids), set(block_ids)
-        for node_id in requested_nodes:
-            cpu_ids.update(host.nodes[node_id].cpus)
-            block_ids.update(host.nodes[node_id].memory_blocks)
+        cpu_ids, block_ids, requested_nodes = resolve_components(
+            host, components.get('cpus'), components.get('memory_blocks'), components.get('numa_nodes'))
         if cpu_ids or block_ids:
-            host_plan = plan_host_change(host, 'offline', tuple(sorted(cpu_ids)), tuple(sorted(block_ids)))
+            host_plan = plan_host_change(host, 'offline', cpu_ids, block_ids)
         lost = set(requested_nodes)
         if host_plan is not None:
             lost.update(host_plan.nodes_losing_cpus)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_id_list
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
-from ansible_collections.kvm.hotplug.plugins.module_utils._host.plan import resolve_request
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.plan import resolve_components
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import SysfsTree, read_host
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import (
     LibvirtSession, call, conn_uri, error_text, libvirt,
@@ -66,8 +66,8 @@ def _domain(dom, snap, platforms):
     return facts
 
 
-def _source_host(tree):
-    host = read_host(tree)
+def _source_host(host):
+    """The planner's facts of the source host (_placement/evacuate.py), from its sysfs snapshot."""
     blocks = dict((str(b.id), dict(online=b.online, removable=b.removable, node=b.node,
                                    zones=list(b.valid_zones), size_mib=b.block_size // (1024 * 1024)))
                   for b in host.memory.blocks.values())
@@ -79,9 +79,15 @@ def _source_host(tree):
                  isolated_cpus=format_cpulist(host.isolated), memory_blocks=blocks, numa_nodes=nodes)
     if host.memory.block_size:
         facts['memory_block_mib'] = host.memory.block_size // (1024 * 1024)
-    free = [n.mem_free_kib for n in host.nodes.values()]
-    facts['free_memory_mib'] = sum(free) // MIB_KIB if free and None not in free else None
     return facts
+
+
+def free_memory_mib(host, conn):
+    """The host's free memory: its NUMA nodes' MemFree from sysfs (the tree the offlining changes), else libvirt's."""
+    free = [n.mem_free_kib for n in host.nodes.values()]
+    if free and None not in free:
+        return sum(free) // MIB_KIB
+    return call('reading the free memory of %s' % conn_uri(conn), conn.getFreeMemory) // (1024 * 1024)
 
 
 def read_source(conn, sysfs_root, name):
@@ -89,11 +95,9 @@ def read_source(conn, sysfs_root, name):
 
     platforms: {'cpu': {cpu_model key: domain_platform}, 'machine': {machine: domain_platform}}, what every
     destination is asked about.  Domains that do not run are not moved; notes says so."""
-    source = _source_host(SysfsTree(sysfs_root))
-    source['name'] = name
-    if source['free_memory_mib'] is None:
-        source['free_memory_mib'] = call('reading the free memory of %s' % conn_uri(conn), conn.getFreeMemory) // (
-            1024 * 1024)
+    host = read_host(SysfsTree(sysfs_root))
+    source = _source_host(host)
+    source.update(name=name, free_memory_mib=free_memory_mib(host, conn))
     platforms = dict(cpu={}, machine={})
     domains, notes = [], []
     for dom in sorted(call('listing domains on %s' % conn_uri(conn), conn.listAllDomains, 0), key=lambda d: d.name()):
@@ -185,17 +189,6 @@ def running_where(hosts):
 def component_ids(sysfs_root, components):
     """{cpus, memory_blocks}: the ids that components ({cpus, memory_blocks, numa_nodes} cpulists) name on the host
     now, a node bringing its CPUs and blocks (the batch a restore brings online; new parts may have new ids)."""
-    host = read_host(SysfsTree(sysfs_root))
-    cpus, blocks, _node = resolve_request(host, components.get('cpus'), components.get('memory_blocks'), None)
-    cpus, blocks = set(cpus), set(blocks)
-    try:
-        nodes = parse_id_list(components.get('numa_nodes'), 'NUMA node')[0]
-    except ValueError as exc:
-        raise HotplugError('%s; nothing was changed' % exc)
-    for node_id in nodes:
-        if node_id not in host.nodes:
-            raise HotplugError('unknown NUMA node %d (the host has nodes %s); nothing was changed'
-                               % (node_id, format_cpulist(host.nodes) or 'none'))
-        cpus.update(host.nodes[node_id].cpus)
-        blocks.update(host.nodes[node_id].memory_blocks)
-    return dict(cpus=sorted(cpus), memory_blocks=sorted(blocks))
+    cpus, blocks, _nodes = resolve_components(read_host(SysfsTree(sysfs_root)), components.get('cpus'),
+                                              components.get('memory_blocks'), components.get('numa_nodes'))
+    return dict(cpus=list(cpus), memory_blocks=list(blocks))

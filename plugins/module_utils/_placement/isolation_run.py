@@ -22,7 +22,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import URI_ARGS, argument_spec
-from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist, parse_id_list
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import format_cpulist
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_module
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.edac import (
@@ -31,10 +31,12 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._host.edac import (
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.edac_rate import (
     DEFAULT_THRESHOLD, DEFAULT_WINDOW_HOURS, components_from_edac, plan_detection,
 )
+from ansible_collections.kvm.hotplug.plugins.module_utils._host.plan import resolve_components
 from ansible_collections.kvm.hotplug.plugins.module_utils._host.sysfs import DEFAULT_SYSFS_ROOT, SysfsTree, read_host
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import LibvirtSession, call, conn_uri
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.domain_runtime import read_domain
 from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.facts import pinned_host_cpus
+from ansible_collections.kvm.hotplug.plugins.module_utils._placement.evacuate_read import free_memory_mib
 from ansible_collections.kvm.hotplug.plugins.module_utils._placement.isolation import plan_isolation
 from ansible_collections.kvm.hotplug.plugins.module_utils._placement.read import size_mib, vm_facts
 
@@ -54,13 +56,6 @@ OPTIONS = dict(
     rasdaemon_db=dict(type='path'),
     sysfs_root=dict(type='path', default=DEFAULT_SYSFS_ROOT),
 )
-
-
-def _ids(value, what):
-    try:
-        return list(parse_id_list(value, what)[0])
-    except ValueError as exc:
-        raise HotplugError('%s; nothing was changed' % exc)
 
 
 def read_state(path):
@@ -93,13 +88,9 @@ def named_part(host, components, edac_components):
     unknown = sorted(set(components) - set(PART_KEYS))
     if unknown:
         raise HotplugError('unknown component key %s (known: %s)' % (', '.join(unknown), ', '.join(PART_KEYS)))
-    cpus = set(_ids(components.get('cpus'), 'CPU'))
-    blocks = set(_ids(components.get('memory_blocks'), 'memory block'))
-    for node_id in _ids(components.get('numa_nodes'), 'NUMA node'):
-        if node_id not in host.nodes:
-            raise HotplugError('unknown NUMA node %d (the host has nodes %s)' % (node_id, format_cpulist(host.nodes)))
-        cpus.update(host.nodes[node_id].cpus)
-        blocks.update(host.nodes[node_id].memory_blocks)
+    cpu_ids, block_ids, _nodes = resolve_components(host, components.get('cpus'), components.get('memory_blocks'),
+                                                    components.get('numa_nodes'))
+    cpus, blocks = set(cpu_ids), set(block_ids)
     notes = []
     for key in ('dimm', 'edac'):
         wanted = components.get(key)
@@ -115,12 +106,6 @@ def named_part(host, components, edac_components):
             cpus.update(match['covers'].get('cpus') or ())
             blocks.update(match['covers'].get('memory_blocks') or ())
             notes.append('%s: %s' % (match['key'], (match.get('mapping') or {}).get('reason')))
-    missing_cpus = sorted(c for c in cpus if c not in host.cpus)
-    missing_blocks = sorted(b for b in blocks if b not in host.memory.blocks)
-    if missing_cpus or missing_blocks:
-        raise HotplugError('unknown %s; nothing was changed' % ' and '.join(
-            t for t in ('CPU %s' % format_cpulist(missing_cpus) if missing_cpus else '',
-                        'memory block %s' % format_cpulist(missing_blocks) if missing_blocks else '') if t))
     return dict(cpus=sorted(cpus), memory_blocks=sorted(blocks)), notes
 
 
@@ -215,12 +200,8 @@ def plan(module):
     offline_cpus = [c for c in part['cpus'] if c in online and c not in fixed]
     offline_blocks = [b for b in part['memory_blocks'] if host.memory.blocks[b].online]
     block_mib = sum(host.memory.blocks[b].block_size for b in offline_blocks) // (1024 * 1024)
-    free = [n.mem_free_kib for n in host.nodes.values()]
     with LibvirtSession(params['uri']) as conn:
-        if None in free or not free:
-            free_mib = call('reading the free memory of %s' % conn_uri(conn), conn.getFreeMemory) // (1024 * 1024)
-        else:
-            free_mib = sum(free) // 1024
+        free_mib = free_memory_mib(host, conn)
         vms, _vm_notes = read_vms(conn, params['vms'], offline_cpus)
     isolation = plan_isolation(
         dict(online_cpus=list(online), cpus_offline=offline_cpus, free_memory_mib=free_mib,
