@@ -354,7 +354,7 @@ def run_integration(targets):
         log('  %-28s skipped: %s' % (target, reason))
     failed = sum(1 for _t, code, _s in results if code != 0)
     return dict(name='integration', unit='integration targets', ran=len(results), passed=len(results) - failed,
-                failed=failed, skipped=len(skipped), code=1 if failed else 0, failures=failures)
+                failed=failed, skipped=len(skipped), code=1 if failed else 0, failures=failures, skips=skipped)
 
 
 def unignored_failures(output, limit=3):
@@ -406,6 +406,9 @@ def summarize(results):
     failed = sum(r['failed'] for r in results)
     print('=' * 64)
     for res in results:
+        # repeated here so that the end of a long CI log says what did not run, and why
+        for target, reason in res.get('skips', []):
+            print('%s %s skipped: %s' % (res['name'], target, reason))
         for target, lines in res.get('failures', []):
             print('%s %s failed at:' % (res['name'], target))
             for line in lines or ['(no task failure found in its output; see above)']:
