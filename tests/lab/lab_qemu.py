@@ -82,7 +82,7 @@ def installed_qemu_version():
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, check=False).stdout.decode()
     except OSError:        # no dpkg: not a Debian machine
         return None
-    status, _, version = out.strip().partition(' ')
+    status, _space, version = out.strip().partition(' ')
     return version if status == 'installed' and version else None
 
 
