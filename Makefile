@@ -21,7 +21,7 @@ help:
 	@echo "make ee-context   build the collection tarball and the execution environment's build context"
 	@echo "make lab-up | lab-down | lab-status"
 	@echo "make fleet-up | fleet-down | fleet-status   the fleet lab: hypervisors hv1..hv3 on this machine"
-	@echo "make lab-qemu     build Debian's QEMU with the TCG vCPU-unplug fix the vCPU tests use (about 5 min)"
+	@echo "make lab-qemu     build Debian 12's QEMU 7.2 with the TCG vCPU-unplug fix the vCPU tests use (about 5 min)"
 
 system-packages:
 	tests/lab/install-packages
@@ -37,8 +37,9 @@ venv: system-packages $(VENV_STAMP)
 lab-up: venv
 	$(VPY) tests/lab/labctl up
 
-# Debian's QEMU under TCG never finalizes an unplugged vCPU (tests/lab/qemu-tcg-fix/README.md);
-# the vCPU hotplug tests run lab-vcpu on Debian's QEMU with a fix, built once and kept.
+# Stock QEMU under TCG never finalizes an unplugged vCPU (tests/lab/qemu-tcg-fix/README.md); the vCPU
+# hotplug tests run lab-vcpu on Debian 12's QEMU 7.2 with a fix, built once and kept.  On another QEMU
+# nothing is built (tests/lab/lab_qemu.py decides, and says which QEMU the lab uses).
 lab-qemu: system-packages
 	tests/lab/qemu-tcg-fix/build
 

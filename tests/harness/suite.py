@@ -42,8 +42,9 @@ COLLECTION = os.path.join(COLLECTION_ROOT, 'ansible_collections', 'kvm', 'hotplu
 PYTHON_VERSION = '%d.%d' % sys.version_info[:2]
 # Tooling that is not part of the collection (galaxy.yml build_ignore) stays out of the test tree.
 NOT_SHIPPED = ('tests/lab/', 'tests/harness/', 'bench/', '.ci/', 'Makefile', 'execution-environment/context/')
-# ...except the lab's simulated host sysfs, which the unit tests mount (tests/unit/plugins/conftest.py).
-TEST_TOOLS = ('tests/lab/fleet/simsysfs.py',)
+# ...except the lab's simulated host sysfs, which the unit tests mount (tests/unit/plugins/conftest.py), and the lab's
+# choice of QEMU, which they check (tests/unit/plugins/test_lab_qemu.py).
+TEST_TOOLS = ('tests/lab/fleet/simsysfs.py', 'tests/lab/lab_qemu.py')
 
 # The lab lives in the repository, not in the copied tree; integration targets reach it through these vars.
 LAB_VARS = {
@@ -290,9 +291,16 @@ def _enabled(path):
     return 'disabled' not in words and 'hidden' not in words
 
 
-# Targets whose aliases say `needs/tcg-vcpu-unplug` hot-unplug vCPUs of TCG guests and need the lab's QEMU with the
-# fix (tests/lab/qemu-tcg-fix): Debian's QEMU 7.2 and 10.0 never finalize such an unplug.
-PATCHED_QEMU = '/opt/kvm-hotplug-lab/qemu/bin/qemu-system-x86_64'
+# Targets whose aliases say `needs/tcg-vcpu-unplug` hot-unplug vCPUs of TCG guests: stock QEMU never finalizes such an
+# unplug, so they need the lab's fixed QEMU.  Whether the lab has it is tests/lab/lab_qemu.py's decision (labctl gives
+# the guests the same one).
+TCG_UNPLUG_ALIAS = 'needs/tcg-vcpu-unplug'
+
+
+def lab_qemu_decision():
+    sys.path.insert(0, os.path.join(REPO, 'tests', 'lab'))
+    import lab_qemu
+    return lab_qemu.current()
 
 
 def _aliases(target):
@@ -300,11 +308,10 @@ def _aliases(target):
     return open(path).read().split() if os.path.isfile(path) else []
 
 
-def skip_reason(target):
+def skip_reason(target, lab_qemu):
     """Why the target cannot run on this machine, or None."""
-    if 'needs/tcg-vcpu-unplug' in _aliases(target) and not os.access(PATCHED_QEMU, os.X_OK):
-        return ('needs a completed TCG vCPU unplug, and %s is missing: the lab runs the installed QEMU, which never '
-                'finalizes one (make lab-qemu builds the fix)' % PATCHED_QEMU)
+    if TCG_UNPLUG_ALIAS in _aliases(target) and not lab_qemu.unplug_fix:
+        return 'needs a completed TCG vCPU unplug: %s' % lab_qemu.reason
     return None
 
 
@@ -323,8 +330,10 @@ def run_integration(targets):
     results = []
     failures = []
     skipped = []
+    lab_qemu = lab_qemu_decision()
+    log('lab QEMU: %s' % lab_qemu.reason)
     for target in list(targets):
-        reason = skip_reason(target)
+        reason = skip_reason(target, lab_qemu)
         if reason:
             skipped.append((target, reason))
             targets = [t for t in targets if t != target]
@@ -345,7 +354,7 @@ def run_integration(targets):
         log('  %-28s skipped: %s' % (target, reason))
     failed = sum(1 for _t, code, _s in results if code != 0)
     return dict(name='integration', unit='integration targets', ran=len(results), passed=len(results) - failed,
-                failed=failed, skipped=len(skipped), code=1 if failed else 0, failures=failures)
+                failed=failed, skipped=len(skipped), code=1 if failed else 0, failures=failures, skips=skipped)
 
 
 def unignored_failures(output, limit=3):
@@ -397,6 +406,9 @@ def summarize(results):
     failed = sum(r['failed'] for r in results)
     print('=' * 64)
     for res in results:
+        # repeated here so that the end of a long CI log says what did not run, and why
+        for target, reason in res.get('skips', []):
+            print('%s %s skipped: %s' % (res['name'], target, reason))
         for target, lines in res.get('failures', []):
             print('%s %s failed at:' % (res['name'], target))
             for line in lines or ['(no task failure found in its output; see above)']:
