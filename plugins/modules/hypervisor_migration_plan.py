@@ -141,7 +141,7 @@ phase:
   returned: always
 plan:
   description:
-    - With O(phase=evacuate), the planner's plan, C(stay) (each with C(name), C(pinning), C(numatune), C(notes)),
+    - With O(phase=evacuate), the planner's plan, C(stay) (each with C(name), C(pinning), C(notes)),
       C(leave) (each with C(name), C(destination), C(reason), C(wave), C(vcpus), C(memory_mib)), C(waves), C(offline)
       and C(destinations) (what the plan adds to each).
     - With O(phase=restore), C(moves) and C(skipped) (each with C(name) and C(reason)).
@@ -157,8 +157,8 @@ migrations:
   sample: [{name: web, source: hv1, destination: hv2, source_uri: "qemu:///system",
             dest_uri: "qemu+ssh://hv2/system", wave: 0}]
 repins:
-  description: The staying domains whose pinning or memory binding changes when the components go offline, each with
-    C(name) and C(change) (C(kind=repin), the planned C(pinning) and C(numatune), C(cpus_offline)).
+  description: The staying domains whose pinning changes when the components go offline, each with
+    C(name) and C(change) (C(kind=repin), the planned C(pinning), C(cpus_offline)).
   type: list
   elements: dict
   returned: always

@@ -65,9 +65,10 @@ domain's memory is bound to):
    with no CPU left makes it leave (as host_resource_offline refuses it).  Emulator and iothread pins keep their
    online CPUs, else go to A, else to the online CPUs that are not isolated; they never make a domain leave.
 2. memory: numatune mode strict, restrictive or interleave binds memory.  Bound to nodes of L only: it leaves.
-   Bound to some nodes of L: strict and restrictive stay with the nodeset cut to the other nodes (libvirt changes
-   the nodeset of a running domain only in those modes), interleave leaves; a <memnode> on a node of L leaves (it
-   cannot change while the domain runs).  preferred never binds.  A domain whose bound nodes lose memory (a node of
+   Bound to some nodes of L: it leaves too, in every binding mode.  libvirt could narrow a strict or restrictive
+   nodeset of a running domain, but no step of the evacuation does (host_resource_offline refuses to take the
+   last memory of a node a running domain is bound to), so a plan to stay would stop the run after the
+   migrations; a <memnode> on a node of L leaves (it cannot change while the domain runs).  preferred never binds.  A domain whose bound nodes lose memory (a node of
    L, or blocks offlined within them) stays only if those nodes, after offlining, have free memory for all of it
    that could be there: min(memory_mib, what its nodes lose); that is taken from their free memory (nodes in id
    order) before the next domain.
@@ -81,7 +82,7 @@ each migration goes into the first wave that has fewer than `parallel` migration
 `per_destination` into its destination.  One VM that fits nowhere refuses the whole plan: HotplugError naming it
 and its limit, with every unplaceable VM and its reasons (grouped by check, with the destinations) in details.
 
-Result: {source, stay: [{name, pinning, numatune, notes}], leave: [{name, destination, reason, wave, vcpus,
+Result: {source, stay: [{name, pinning, notes}], leave: [{name, destination, reason, wave, vcpus,
 memory_mib, persistent}], waves: [[{name, destination}]], offline: {cpus, memory_blocks, numa_nodes}, destinations:
 {name: {vcpus, memory_mib, guests}} (what the plan adds)}; lists sorted by name or id.  plan_is_empty(plan) says
 whether there is anything to do (changed: false).  plan_restore(record, locations) lists the migrations back.
@@ -110,8 +111,6 @@ from ansible_collections.kvm.hotplug.plugins.module_utils._migrate.plan import (
 
 ALL = 'all'
 COMPONENT_KEYS = ('cpus', 'memory_blocks', 'numa_nodes')
-# numatune modes whose nodeset libvirt changes while the domain runs (virDomainSetNumaParameters)
-NODESET_LIVE_MODES = ('strict', 'restrictive')
 DEFAULT_BLOCK_MIB = 128
 MIB = 1024 * 1024
 _NO_LIMIT = 'no destination was given'
@@ -348,12 +347,11 @@ class _Dest(object):
 # which domains can stay
 
 class _Stay(object):
-    __slots__ = ('vm', 'pinning', 'numatune', 'notes', 'relocate')
+    __slots__ = ('vm', 'pinning', 'notes', 'relocate')
 
     def __init__(self, vm):
         self.vm = vm
         self.pinning = {}
-        self.numatune = None
         self.notes = []
         self.relocate = None        # (nodes, MiB) the bound memory may need there
 
@@ -425,7 +423,7 @@ def _judge_cpus(vm, stay, removed, online, cpu_ratio, isolated):
 
 
 def _judge_memory(vm, stay, lost_nodes, node_total, removed_mib):
-    """The reasons the domain's bound memory cannot stay; fills stay.numatune and stay.relocate."""
+    """The reasons the domain's bound memory cannot stay; fills stay.relocate."""
     reasons = []
     for cell, nodes in sorted(vm.memnodes.items()):
         gone = [n for n in nodes if n in lost_nodes]
@@ -445,14 +443,13 @@ def _judge_memory(vm, stay, lost_nodes, node_total, removed_mib):
     if gone and not kept:
         reasons.append('its memory is bound (numatune %s) to NUMA node %s only, which goes offline'
                        % (vm.mode, format_cpulist(nodeset)))
-    elif gone and vm.mode not in NODESET_LIVE_MODES:
-        reasons.append('its memory is bound (numatune %s) to NUMA nodes %s and node %s goes offline; libvirt changes '
-                       'the nodeset of a running domain only in mode %s'
-                       % (vm.mode, format_cpulist(nodeset), format_cpulist(gone), ' or '.join(NODESET_LIVE_MODES)))
+    elif gone:
+        # The nodeset is never narrowed in place (see the module docstring): the VM leaves whole.
+        reasons.append('its memory is bound (numatune %s) to NUMA nodes %s and node %s goes offline; a running '
+                       "domain's nodeset is not narrowed, it moves"
+                       % (vm.mode, format_cpulist(nodeset), format_cpulist(gone)))
     if reasons:
         return reasons
-    if gone:
-        stay.numatune = dict(mode=vm.mode, nodeset=format_cpulist(kept))
     losing = sum(node_total.get(n, 0) for n in gone) + sum(removed_mib.get(n, 0) for n in kept)
     if losing:
         stay.relocate = (kept, min(vm.memory, losing))
@@ -722,7 +719,7 @@ def plan_hypervisor_evacuation(source, components, destinations, settings=None):
                                          or set(host.nodes[n].memory_blocks) & set(host_plan.blocks_change)))
     return dict(
         source=source.get('name'),
-        stay=[dict(name=s.vm.name, pinning=s.pinning or None, numatune=s.numatune, notes=s.notes)
+        stay=[dict(name=s.vm.name, pinning=s.pinning or None, notes=s.notes)
               for s in sorted(stays, key=lambda s: s.vm.name)],
         leave=[dict(name=vm.name, destination=placed[vm.name].name, reason='; '.join(leaves[vm.name]),
                     wave=wave_of[vm.name], vcpus=vm.vcpus, memory_mib=vm.memory, persistent=vm.persistent)
@@ -737,7 +734,7 @@ def plan_hypervisor_evacuation(source, components, destinations, settings=None):
 def plan_is_empty(plan):
     """True when the plan moves nothing, re-pins nothing and offlines nothing (the caller's changed: false)."""
     return not (plan['leave'] or any(plan['offline'].values())
-                or any(s['pinning'] or s['numatune'] for s in plan['stay']))
+                or any(s['pinning'] for s in plan['stay']))
 
 
 def plan_restore(record, locations):

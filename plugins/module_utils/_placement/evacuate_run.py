@@ -144,8 +144,8 @@ def plan_evacuate(params):
     for move in migrations:
         move['change'] = migration_change(move)
     repins = [dict(name=s['name'], change=dict(kind='repin', action='repin', pinning=s['pinning'],
-                                               numatune=s['numatune'], cpus_offline=plan['offline']['cpus']))
-              for s in plan['stay'] if s['pinning'] or s['numatune']]
+                                               cpus_offline=plan['offline']['cpus']))
+              for s in plan['stay'] if s['pinning']]
     record = dict(params['record'])
     record.update((m['name'], params['source']) for m in migrations)
     return dict(changed=False, phase=EVACUATE, plan=plan, migrations=migrations, repins=repins,
