@@ -355,6 +355,8 @@ def run(collection_root, scratch, log):
         return [('java', ['no java on PATH: ansible-rulebook needs Java 17 (openjdk-17-jre-headless, '
                           'tests/lab/install-packages)'], 0.0)]
     eda_bin = ensure_venv(log)
+    # idempotent: starts only what is down (make eda runs make fleet-up first)
+    subprocess.run([sys.executable, LABCTL, 'fleet', 'up'], check=True)
     main_bin = os.path.dirname(sys.executable)
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collection_root, ANSIBLE_HOST_KEY_CHECKING='true',
                ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0', NO_COLOR='1', PYTHONUNBUFFERED='1',
@@ -370,7 +372,7 @@ def run(collection_root, scratch, log):
         started = time.time()
         try:
             problems = case(work, tools, log)
-        except (CaseFailed, OSError, subprocess.CalledProcessError, KeyError, ValueError) as exc:
+        except Exception as exc:  # pylint: disable=broad-except  # libvirt's errors too: the case failed, go on
             problems = ['%s: %s' % (type(exc).__name__, exc)]
         try:
             zero_counters()     # the raised counter is no later test's business
