@@ -7,7 +7,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-test.txt | md5sum | cut -c1-12)
 
-.PHONY: help demo test sanity units gates integration molecule lab-up lab-down lab-status lab-qemu fleet-up fleet-down \
+.PHONY: help demo test sanity units gates integration molecule eda lab-up lab-down lab-status lab-qemu fleet-up fleet-down \
 	fleet-status system-packages venv ee-context docs awx clean
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make sanity | units | integration [TARGETS='a b']"
 	@echo "make gates [GATES='ansible-lint ...']  ansible-lint, galaxy-importer, antsibull-docs, ansible-doc, changelog, EE"
 	@echo "make molecule [TARGETS='rebalance']  the roles' molecule scenarios (extensions/molecule) on the fleet lab"
+	@echo "make eda          the event source and rulebook under a real ansible-rulebook (own venv .tmp/eda-venv) on the fleet lab"
 	@echo "make awx          run each playbook in playbooks/ as an AWX job template does (ansible-runner), on the lab"
 	@echo "make docs         the documentation site (antsibull-docs + Sphinx) in .tmp/docs/html"
 	@echo "make ee-context   build the collection tarball and the execution environment's build context"
@@ -91,6 +92,11 @@ integration: lab-qemu
 molecule: venv
 	$(MAKE) fleet-up
 	$(VPY) tests/harness/suite.py molecule $(TARGETS)
+
+# ansible-rulebook lives in its own venv, .tmp/eda-venv (tests/harness/requirements-eda.txt), made by the harness.
+eda: venv
+	$(MAKE) fleet-up
+	$(VPY) tests/harness/suite.py eda
 
 awx: lab-qemu
 	$(MAKE) lab-up

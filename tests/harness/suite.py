@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Run the collection's test suites the way CI does, and print how many of each ran.
 
-    suite.py sanity | units | gates | integration [TARGET...] | awx | all | demo | docs | ee-context
+    suite.py sanity | units | gates | integration [TARGET...] | molecule [SCENARIO...] | eda | awx | all | demo | docs
+             | ee-context
 
 `gates` are the ecosystem's own checks (ansible-lint, galaxy-importer, antsibull-docs, ansible-doc,
 antsibull-changelog, ansible-builder); `awx` runs each shipped playbook through ansible-runner as an AWX
-job template does; `docs` builds the antsibull-docs site; `ee-context` writes the execution environment's
+job template does; `eda` runs the shipped rulebook with a real ansible-rulebook against the fleet lab
+(tests/harness/eda.py); `docs` builds the antsibull-docs site; `ee-context` writes the execution environment's
 build context.
 
 ansible-test needs the collection under ansible_collections/kvm/hotplug, so
@@ -275,6 +277,23 @@ def run_molecule(scenarios=None):
                 failed=failed, code=1 if failed else 0)
 
 
+def run_eda():
+    """The event source and the shipped rulebook under a real ansible-rulebook, on the fleet lab (tests/harness/eda.py)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import eda
+    prepare_tree()
+    scratch = tempfile.mkdtemp(prefix='eda-', dir=COLLECTION_ROOT)
+    results = eda.run(COLLECTION_ROOT, scratch, log)
+    log('rulebook runs:')
+    for name, problems, seconds in results:
+        log('  %-28s %s  (%.0f s)' % (name, 'passed' if not problems else 'FAILED', seconds))
+        for line in problems:
+            log('      ' + line)
+    failures = [(name, problems[:5]) for name, problems, _s in results if problems]
+    return dict(name='eda', unit='rulebook runs', ran=len(results), passed=len(results) - len(failures),
+                failed=len(failures), code=1 if failures or not results else 0, failures=failures)
+
+
 def integration_targets():
     base = os.path.join(REPO, 'tests', 'integration', 'targets')
     if not os.path.isdir(base):
@@ -425,8 +444,8 @@ def remove_tree():
 def main():
     atexit.register(remove_tree)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('part', choices=['sanity', 'units', 'gates', 'integration', 'molecule', 'awx', 'all', 'demo',
-                                         'docs', 'ee-context'])
+    parser.add_argument('part', choices=['sanity', 'units', 'gates', 'integration', 'molecule', 'eda', 'awx', 'all',
+                                         'demo', 'docs', 'ee-context'])
     parser.add_argument('targets', nargs='*', help='integration targets, gates, molecule scenarios or playbooks (default: all)')
     args = parser.parse_args()
     if args.part == 'demo':
@@ -446,6 +465,8 @@ def main():
         results.append(run_integration(args.targets if args.part == 'integration' else None))
     if args.part in ('molecule', 'all'):
         results.append(run_molecule(args.targets if args.part == 'molecule' else None))
+    if args.part in ('eda', 'all'):
+        results.append(run_eda())
     if args.part in ('awx', 'all'):
         results.append(run_awx(args.targets if args.part == 'awx' else None))
     return summarize(results)
