@@ -22,6 +22,7 @@ run the reports and charts the role wrote.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -196,8 +197,14 @@ class Demo:
             show(before, snapshot(self.hosts), '%s %s, before -> after' % (name, label))
             self.reports(report_dir, started - 1)
 
-    def put_back(self, label):
-        self.step('put back (%s)' % label, os.path.join(DEMO, 'put_back.yml'))
+    def put_back(self, label, baseline=None):
+        """put_back.yml, resetting the guests whose view differs from the baseline (the demo's start)."""
+        changed = []
+        if baseline is not None:
+            now = snapshot(self.hosts)[0]
+            changed = sorted(g for g in baseline[0] if baseline[0][g] != now.get(g))
+        self.step('put back (%s)' % label, os.path.join(DEMO, 'put_back.yml'),
+                  ['-e', json.dumps({'demo_reset': changed})])
 
     def run(self, names=None):
         """Every scenario (or those named); one that fails is reported, the fleet put back, and the next one runs."""
@@ -218,7 +225,7 @@ class Demo:
                 failures.append(str(exc))
                 self.log('FAILED: %s; putting the fleet back' % exc)
             try:
-                self.put_back('after %s' % sc['name'])
+                self.put_back('after %s' % sc['name'], start)
             except RuntimeError as exc:
                 failures.append(str(exc))
                 self.log('FAILED: %s; the fleet may not be as the demo found it' % exc)
