@@ -11,7 +11,7 @@ VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-test.
 	fleet-status system-packages venv ee-context docs awx clean
 
 help:
-	@echo "make demo         bring up the local lab and run playbooks/demo.yml on it"
+	@echo "make demo         bring up the lab and the fleet lab; run playbooks/demo.yml, then every scenario across the fleet"
 	@echo "make test         run every test: sanity, gates, units, integration, molecule and AWX jobs against the lab"
 	@echo "make sanity | units | integration [TARGETS='a b']"
 	@echo "make gates [GATES='ansible-lint ...']  ansible-lint, galaxy-importer, antsibull-docs, ansible-doc, changelog, EE"
@@ -60,7 +60,10 @@ fleet-down: venv
 fleet-status: venv
 	$(VPY) tests/lab/labctl fleet status
 
+# The single-host demo (playbooks/demo.yml on the lab), then each scenario's playbook across the fleet lab, in check
+# mode and for real, with the fleet's state before and after (tests/harness/fleet_demo.py).
 demo: lab-up
+	$(MAKE) fleet-up
 	$(VPY) tests/lab/labctl reset lab-numa
 	$(VPY) tests/harness/suite.py demo
 

@@ -10,7 +10,8 @@ The Sphinx source is assembled outside the working tree (beside the harness's co
 and the HTML goes to .tmp/docs/html (git-ignored). The build fails on any Sphinx warning except those that
 only come from having no network (NETWORK_WARNINGS), when docs/troubleshooting.md misses a message the
 modules can fail with, and when a complete example of a guide (a ```yaml block starting `# file: NAME`)
-does not parse or its playbook fails ansible-playbook --syntax-check.
+does not parse, its playbook fails ansible-playbook --syntax-check, or a playbook it names as a shipped one
+(playbooks/NAME) is not that playbook.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ def example_files(tree):
 
 
 def check_examples(tree, scratch, run_tool, tool):
-    """Each page's example files parse, and each playbook among them passes --syntax-check with each
-    inventory of the same page (with the collection of the tree)."""
+    """Each page's example files parse, each playbook among them passes --syntax-check with each
+    inventory of the same page (with the collection of the tree), and one named as a shipped playbook
+    (playbooks/NAME) is that playbook, comments aside."""
     import yaml
     problems = []
     for page, blocks in example_files(tree).items():
@@ -131,6 +133,11 @@ def check_examples(tree, scratch, run_tool, tool):
                 problems.append('%s: %s does not parse: %s' % (page, name, str(exc).splitlines()[0]))
                 continue
             (playbooks if isinstance(data, list) else inventories).append(name)
+            shipped = os.path.join(tree, 'playbooks', name)
+            if isinstance(data, list) and os.path.isfile(shipped):
+                with open(shipped) as handle:
+                    if yaml.safe_load(handle) != data:
+                        problems.append('%s: %s differs from playbooks/%s' % (page, name, name))
         for playbook in playbooks:
             for inventory in inventories or ['localhost,']:
                 code, output = run_tool([tool('ansible-playbook'), '--syntax-check', '-i', inventory, playbook],

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Run the collection's test suites the way CI does, and print how many of each ran.
 
-    suite.py sanity | units | gates | integration [TARGET...] | molecule [SCENARIO...] | eda | awx | all | demo | docs
-             | ee-context
+    suite.py sanity | units | gates | integration [TARGET...] | molecule [SCENARIO...] | eda | awx | all
+             | demo [single|fleet|SCENARIO...] | docs | ee-context
 
 `gates` are the ecosystem's own checks (ansible-lint, galaxy-importer, antsibull-docs, ansible-doc,
 antsibull-changelog, ansible-builder); `awx` runs each shipped playbook through ansible-runner as an AWX
@@ -394,8 +394,11 @@ def unignored_failures(output, limit=3):
     return found[:limit]
 
 
-def run_demo():
-    """The README's `make demo`: the demo playbook against the local lab."""
+def run_demo(parts=None):
+    """The README's `make demo`: the demo playbook against the local lab ("single"), then each scenario's playbook
+    across the fleet lab ("fleet", tests/harness/fleet_demo.py), both by default."""
+    parts = parts or ['single', 'fleet']
+    scenarios = [p for p in parts if p not in ('single', 'fleet')]  # some fleet scenarios only
     link_root = os.path.join(TMP, 'demo-collections', 'ansible_collections', 'kvm')
     os.makedirs(link_root, exist_ok=True)
     link = os.path.join(link_root, 'hotplug')
@@ -405,12 +408,27 @@ def run_demo():
         os.symlink(REPO, link)
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(TMP, 'demo-collections'),
                ANSIBLE_STDOUT_CALLBACK='default', ANSIBLE_NOCOLOR='1', ANSIBLE_RETRY_FILES_ENABLED='0')
-    command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
-               '-e', 'ansible_python_interpreter=%s' % sys.executable,
-               '-e', 'lab_serial_log_dir=%s' % LAB_VARS['kvmhp_lab_state_dir'],
-               os.path.join(REPO, 'playbooks', 'demo.yml')]
-    log('$ ' + ' '.join(command))
-    return subprocess.call(command, env=env)
+    timings, code = [], 0
+    if 'single' in parts:
+        command = [os.path.join(os.path.dirname(sys.executable), 'ansible-playbook'), '-i', 'localhost,', '-c', 'local',
+                   '-e', 'ansible_python_interpreter=%s' % sys.executable,
+                   '-e', 'lab_serial_log_dir=%s' % LAB_VARS['kvmhp_lab_state_dir'],
+                   os.path.join(REPO, 'playbooks', 'demo.yml')]
+        log('$ ' + ' '.join(command))
+        started = time.time()
+        code = subprocess.call(command, env=env)
+        timings.append(('single-host lab, playbooks/demo.yml', code, time.time() - started))
+    if ('fleet' in parts or scenarios) and code == 0:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import fleet_demo
+        fleet_env = dict(env, ANSIBLE_HOST_KEY_CHECKING='true', KVMHP_REPO=REPO, KVMHP_PYTHON=sys.executable,
+                         KVMHP_LABCTL=LAB_VARS['kvmhp_labctl'])
+        started = time.time()
+        code = fleet_demo.Demo(REPO, fleet_env, log).run(scenarios)
+        timings.append(('fleet lab, each scenario\'s playbook', code, time.time() - started))
+    for label, part_code, seconds in timings:
+        log('demo: %-40s %s  (%.0f s)' % (label, 'passed' if part_code == 0 else 'FAILED', seconds))
+    return code
 
 
 def summarize(results):
@@ -446,10 +464,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('part', choices=['sanity', 'units', 'gates', 'integration', 'molecule', 'eda', 'awx', 'all',
                                          'demo', 'docs', 'ee-context'])
-    parser.add_argument('targets', nargs='*', help='integration targets, gates, molecule scenarios or playbooks (default: all)')
+    parser.add_argument('targets', nargs='*',
+                        help='integration targets, gates, molecule scenarios, playbooks, or demo parts: single, fleet '
+                             '(or some fleet scenarios: rebalance, capacity, serviceability, hypervisor_migration) '
+                             '(default: all)')
     args = parser.parse_args()
     if args.part == 'demo':
-        return run_demo()
+        return run_demo(args.targets)
     if args.part == 'ee-context':
         return run_ee_context()
     if args.part == 'docs':
