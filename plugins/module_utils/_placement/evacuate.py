@@ -68,10 +68,10 @@ domain's memory is bound to):
    Bound to some nodes of L: it leaves too, in every binding mode.  libvirt could narrow a strict or restrictive
    nodeset of a running domain, but no step of the evacuation does (host_resource_offline refuses to take the
    last memory of a node a running domain is bound to), so a plan to stay would stop the run after the
-   migrations; a <memnode> on a node of L leaves (it cannot change while the domain runs).  preferred never binds.  A domain whose bound nodes lose memory (a node of
-   L, or blocks offlined within them) stays only if those nodes, after offlining, have free memory for all of it
-   that could be there: min(memory_mib, what its nodes lose); that is taken from their free memory (nodes in id
-   order) before the next domain.
+   migrations; a <memnode> on a node of L leaves (it cannot change while the domain runs).  preferred never
+   binds.  A domain whose bound memory loses blocks offlined within its nodes (none of them in L) stays only if
+   those nodes, after offlining, have free memory for all of it that could be there: min(memory_mib, what its
+   nodes lose); that is taken from their free memory (nodes in id order) before the next domain.
 3. the host: when CPUs go offline, the staying domains' vCPUs must fit floor(len(online after) * cpu_overcommit);
    when memory blocks go offline, free_memory_mib - their size + what the leaving domains free (resident_mib) must
    stay at reserve_memory_mib or above.  Until both hold, more domains leave, in placement order.
