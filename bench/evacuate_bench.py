@@ -80,7 +80,7 @@ def evacuate(work, parallel, guests):
     extra = dict(hypervisor_migration_source='hv1', hypervisor_migration_components=dict(cpus='1'),
                  hypervisor_migration_parallel=parallel, hypervisor_migration_per_destination=parallel,
                  hypervisor_migration_cpu_overcommit=8.0, hypervisor_migration_memory_overcommit=1.5,
-                 hypervisor_migration_report_dir=report_dir,
+                 hypervisor_migration_policy=dict(timeout=300), hypervisor_migration_report_dir=report_dir,
                  hypervisor_migration_record_file=os.path.join(work, 'record.json'))
     seconds = _common.playbook(['-i', _common.FLEET_INVENTORY, 'kvm.hotplug.hypervisor_migration',
                                 '-e', json.dumps(extra)], env=inventory_env())

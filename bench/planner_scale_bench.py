@@ -12,7 +12,8 @@ seeds, so runs compare):
               destinations: every VM is placed and put in a wave, the planner's worst case at that scale.
 
 Each size is timed --reps times (perf_counter wall and process CPU; min, median and max), then once more under
-tracemalloc for the peak of memory the planner allocates (tracemalloc slows Python down, so that run is not timed).
+tracemalloc for the peak of memory the planner allocates, and once under cProfile for the number of Python function
+calls it makes (the work, whatever the machine's caches do; neither of these runs is timed).
 The growth exponent k in time ~ N^k is the least-squares slope of log(median time) on log(N), over all sizes and over
 N >= 1000 (below that fixed costs dominate); linear is 1.
 """
@@ -20,6 +21,7 @@ N >= 1000 (below that fixed costs dominate); linear is 1.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import math
 import random
@@ -82,16 +84,21 @@ def measure(planner, case, vms, reps):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     del plan
-    row = dict(vms=vms, hosts=hosts, wall=_common.summary(walls), cpu=_common.summary(cpus), peak_mib=peak / 2 ** 20)
-    print('%-10s %7d VMs %6d hosts: wall min %.4f median %.4f max %.4f s, CPU median %.4f s, peak %.1f MiB'
-          % (planner, vms, hosts, row['wall']['min'], row['wall']['median'], row['wall']['max'],
-             row['cpu']['median'], row['peak_mib']), flush=True)
+    profile = cProfile.Profile()
+    profile.runcall(run)
+    calls = sum(entry.callcount for entry in profile.getstats())
+    row = dict(vms=vms, hosts=hosts, wall=_common.summary(walls), cpu=_common.summary(cpus), peak_mib=peak / 2 ** 20,
+               calls=calls)
+    print('%-10s %7d VMs %6d hosts: wall min %.4f median %.4f max %.4f s, CPU median %.4f s, peak %.1f MiB, '
+          '%.1f function calls a VM' % (planner, vms, hosts, row['wall']['min'], row['wall']['median'],
+                                        row['wall']['max'], row['cpu']['median'], row['peak_mib'], calls / vms),
+          flush=True)
     return row
 
 
 def growth(rows, key='cpu', smallest=0):
     """Least-squares slope of log(median) on log(VMs) over the rows with at least `smallest` VMs."""
-    points = [(math.log(r['vms']), math.log(r[key]['median'] if key != 'peak_mib' else r[key]))
+    points = [(math.log(r['vms']), math.log(r[key]['median'] if isinstance(r[key], dict) else r[key]))
               for r in rows if r['vms'] >= smallest]
     if len(points) < 2:
         return None
@@ -116,7 +123,8 @@ def main():
     for planner, case in (('rebalance', rebalance_case), ('evacuation', evacuation_case)):
         rows = [measure(planner, case, vms, reps) for vms in sizes]
         fits = dict(cpu_all=growth(rows), cpu_from_1000=growth(rows, smallest=1000),
-                    wall_all=growth(rows, 'wall'), peak_from_1000=growth(rows, 'peak_mib', smallest=1000))
+                    wall_all=growth(rows, 'wall'), peak_from_1000=growth(rows, 'peak_mib', smallest=1000),
+                    calls_from_1000=growth(rows, 'calls', smallest=1000))
         planners[planner] = dict(rows=rows, growth=fits)
         print('%s: time ~ N^%.2f over all sizes, N^%s from 1,000 VMs; peak memory ~ N^%s from 1,000 VMs' % (
             planner, fits['cpu_all'], '%.2f' % fits['cpu_from_1000'] if fits['cpu_from_1000'] else '-',

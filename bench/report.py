@@ -92,14 +92,16 @@ def planner_section(data):
     for planner, info in data['planners'].items():
         rows = info['rows']
         out += ['### %s' % planner.capitalize(), '', '| VMs | hosts | CPU s (min / median / max) | wall s median | '
-                'peak MiB | µs per VM |', '|---:|---:|---|---:|---:|---:|']
+                'peak MiB | µs per VM | function calls per VM |', '|---:|---:|---|---:|---:|---:|---:|']
         for r in rows:
-            out.append('| {:,} | {:,} | {} | {:.4f} | {:.1f} | {:.1f} |'.format(
+            out.append('| {:,} | {:,} | {} | {:.4f} | {:.1f} | {:.1f} | {} |'.format(
                 r['vms'], r['hosts'], s3(r['cpu'], '', 4), r['wall']['median'], r['peak_mib'],
-                1e6 * r['cpu']['median'] / r['vms']))
+                1e6 * r['cpu']['median'] / r['vms'], '%.1f' % (r['calls'] / r['vms']) if r.get('calls') else 'n/a'))
         g = info['growth']
-        out += ['', 'Growth: time ~ N^%.2f over all sizes, N^%.2f from 1,000 VMs; peak memory ~ N^%.2f from 1,000 VMs.'
-                % (g['cpu_all'], g['cpu_from_1000'], g['peak_from_1000']), '']
+        out += ['', 'Growth: time ~ N^%.2f over all sizes, N^%.2f from 1,000 VMs; peak memory ~ N^%.2f from 1,000 VMs%s.'
+                % (g['cpu_all'], g['cpu_from_1000'], g['peak_from_1000'],
+                   '; function calls (the work done) ~ N^%.2f from 1,000 VMs' % g['calls_from_1000']
+                   if g.get('calls_from_1000') else ''), '']
         xs = [r['vms'] for r in rows]
         errorbar(ax1, xs, [r['cpu'] for r in rows], '%s (k=%.2f)' % (planner, g['cpu_from_1000']))
         ax2.plot(xs, [r['peak_mib'] for r in rows], marker='o', label=planner)
