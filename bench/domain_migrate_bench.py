@@ -4,7 +4,7 @@ side by side in one run on the same pair of hypervisors, alternating.
 
 Run by hand from the repository root against the fleet lab (make fleet-up first), holding the lab lock:
 
-    flock /tmp/kvm-hotplug-lab.lock .venv/bin/python bench/domain_migrate_bench.py --rounds 5
+    flock /tmp/kvmhp-lab.lock .venv/bin/python bench/domain_migrate_bench.py --rounds 5
 
 Each round moves the guest src -> dst and back with `virsh migrate --live --p2p --persistent --undefinesource`,
 then src -> dst and back with the module (its main() in this process: reading both hosts, every pre-check, the
