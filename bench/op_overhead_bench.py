@@ -169,6 +169,7 @@ class Dimm(Operation):
         import memory_hotplug_bench as mem
         self.mem = mem
         self.libvirt = libvirt
+        _common.labctl('reset', DIMM_GUEST)   # from its canonical boot memory
         self.dom = libvirt.open('qemu:///system').lookupByName(DIMM_GUEST)
         if mem.dimms(self.dom) or mem.dimms(self.dom, libvirt.VIR_DOMAIN_XML_INACTIVE):
             sys.exit('%s already has DIMMs; start from its boot memory (labctl reset %s)' % (DIMM_GUEST, DIMM_GUEST))
