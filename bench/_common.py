@@ -60,7 +60,7 @@ def playbook(args, cwd=None, env=None):
     """ansible-playbook ARGS against this tree; its wall time in seconds (exits with its output if it fails)."""
     started = time.monotonic()
     proc = subprocess.run([tool('ansible-playbook')] + list(args), cwd=cwd, env=env or ansible_env(),
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
     seconds = time.monotonic() - started
     if proc.returncode != 0:
         sys.exit('ansible-playbook %s failed:\n%s' % (' '.join(args), proc.stdout[-3000:]))

@@ -72,7 +72,8 @@ def run_playbook(path, work):
                       'localhost ansible_connection=local ansible_python_interpreter=%s\n' % _common.PYTHON)
     started = time.monotonic()
     proc = subprocess.run([_common.tool('ansible-playbook'), '-v', '-i', inventory, path], cwd=work,
-                          env=_common.ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          env=_common.ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=600)
     seconds = time.monotonic() - started
     if proc.returncode != 0:
         sys.exit('ansible-playbook %s failed:\n%s' % (path, proc.stdout[-3000:]))
@@ -84,7 +85,7 @@ def run_playbook(path, work):
 
 def timed(command, **kwargs):
     started = time.monotonic()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, **kwargs)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, timeout=300, **kwargs)
     return time.monotonic() - started
 
 

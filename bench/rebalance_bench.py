@@ -106,7 +106,7 @@ def script(want):
     """The floor as a user's script runs it: a process of its own (bench/direct_ops.py vcpus)."""
     started = time.monotonic()
     subprocess.run([PYTHON, os.path.join(_common.BENCH, 'direct_ops.py'), 'vcpus']
-                   + ['%d=%s' % (c, g) for g, c in want.items()], check=True)
+                   + ['%d=%s' % (c, g) for g, c in want.items()], check=True, timeout=300)
     return time.monotonic() - started
 
 
