@@ -19,6 +19,7 @@ import _common
 DOC = os.path.join(_common.REPO, 'docs', 'performance.md')
 IMAGES = os.path.join(_common.REPO, 'docs', 'images')
 FLEET_HOSTS, FORKS = 1000, 50
+COLORS = dict(direct='#55a868', script='#8172b2', role='#4c72b0', naive='#c44e52')
 
 
 def load(name):
@@ -192,9 +193,9 @@ def batch_section(data):
     fig, (ax1, ax2) = plt().subplots(1, 2, figsize=(10, 4))
     ns = [r['n'] for r in rows]
     for m in ['direct'] + methods:
-        errorbar(ax1, ns, [r['stats'][m] for r in rows], m)
+        errorbar(ax1, ns, [r['stats'][m] for r in rows], m, color=COLORS.get(m))
     for m in methods:
-        ax2.plot(ns, [r['ratios']['%s/direct' % m]['median'] for r in rows], marker='o', label=m)
+        ax2.plot(ns, [r['ratios']['%s/direct' % m]['median'] for r in rows], marker='o', label=m, color=COLORS.get(m))
     ax1.set_title('seconds for N guests')
     ax2.set_title('ratio to the direct-libvirt floor')
     for ax in (ax1, ax2):
