@@ -82,7 +82,9 @@ def summary(values):
 
 def ratio(numerator, denominator):
     """Ratio of two summaries' medians, with the range of the per-repetition ratios when they pair up."""
-    out = dict(median=numerator['median'] / denominator['median'] if denominator['median'] else None)
+    if numerator['median'] is None or not denominator['median']:
+        return dict(median=None)
+    out = dict(median=numerator['median'] / denominator['median'])
     a, b = numerator['values'], denominator['values']
     if len(a) == len(b) and a and all(b):
         pairs = [x / y for x, y in zip(a, b)]

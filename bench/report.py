@@ -152,7 +152,8 @@ def overhead_section(results):
     fig, axes = plt().subplots(1, len(present), figsize=(4 * len(present), 3.6), squeeze=False)
     for ax, (op, data) in zip(axes[0], present.items()):
         ways = ['ping', 'module', 'module_elapsed', 'script', 'virsh']
-        stats = [data['stats'][w] for w in ways]
+        stats = [data['stats'][w] if data['stats'][w]['median'] is not None else dict(min=0, median=0, max=0)
+                 for w in ways]
         med = [s['median'] for s in stats]
         ax.bar(range(len(ways)), med, yerr=[[m - s['min'] for m, s in zip(med, stats)],
                                             [s['max'] - m for m, s in zip(med, stats)]], capsize=3,
@@ -320,7 +321,7 @@ def fleet_section(planner, ops, batch, evac, isolate):
                     planner_at(planner['planners'], 'evacuation', vms), 'planner_scale')]
     vcpu = ops.get('vcpu')
     extra = None
-    if vcpu:
+    if vcpu and vcpu['stats']['module_elapsed']['median'] is not None:
         extra = vcpu['stats']['module_minus_ping']['median'] - vcpu['stats']['module_elapsed']['median']
         inputs += [('a vcpu_hotplug task beyond a ping task, outside the module\'s own work (module playbook - ping '
                     'playbook - module elapsed)', extra, 'op_overhead_vcpu'),
