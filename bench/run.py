@@ -31,7 +31,7 @@ def parts(args):
         ('vcpu', True, [bench('op_overhead_bench.py'), 'vcpu', '--reps', str(quick_reps), '--json']),
         ('dimm', True, [bench('op_overhead_bench.py'), 'dimm', '--reps', str(quick_reps), '--json']),
         ('migrate', True, [bench('op_overhead_bench.py'), 'migrate', '--reps', str(quick_reps), '--json']),
-        ('batch', True, [bench('rebalance_bench.py'), '--script', '--sizes', '1,4' if args.quick else '1,4,7',
+        ('batch', True, [bench('rebalance_bench.py'), '--sizes', '1,4' if args.quick else '1,4,7',
                          '--rounds', str(reps or (1 if args.quick else 5)), '--json']),
         ('evacuate', True, [bench('evacuate_bench.py'), '--reps', str(reps or (1 if args.quick else 5)), '--json']),
         ('isolate', True, [bench('serviceability_bench.py'), '--sizes', '1,2,3',
