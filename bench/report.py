@@ -138,7 +138,11 @@ def overhead_section(results):
         return out + ['Not measured (bench/results/op_overhead_*.json are missing).', '']
     out += ['One operation with its wait, four ways in one run, the order rotated each repetition '
             '(`bench/op_overhead_bench.py`; the script is `bench/direct_ops.py`). Seconds, min / **median** / max; '
-            'ratios are medians of the per-repetition ratios\' range, to the plain script.', '']
+            'the ratio to the plain script is the ratio of the medians, with the range of the per-repetition ratios '
+            'in brackets. The script\'s time includes its own interpreter start and libvirt import, as a user\'s '
+            'script does; the module\'s `elapsed` starts inside the module, after Ansible has started it. On this '
+            'shared 2-core machine single repetitions vary (a ping playbook slower than the module\'s in the same '
+            'repetition gives a negative difference): read the medians.', '']
     for op, data in present.items():
         out += ['### %s' % data['description'], '', provenance(data) + '.', '',
                 '| way | seconds | ratio to the script |', '|---|---|---|']
