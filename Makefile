@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-test.txt | md5sum | cut -c1-12)
 
 .PHONY: help demo test sanity units gates integration molecule eda lab-up lab-down lab-status lab-qemu fleet-up fleet-down \
-	fleet-status system-packages venv ee-context docs awx clean
+	fleet-status system-packages venv ee-context docs awx bench clean
 
 help:
 	@echo "make demo         bring up the lab and the fleet lab; run playbooks/demo.yml, then every scenario across the fleet"
@@ -22,6 +22,8 @@ help:
 	@echo "make ee-context   build the collection tarball and the execution environment's build context"
 	@echo "make lab-up | lab-down | lab-status"
 	@echo "make fleet-up | fleet-down | fleet-status   the fleet lab: hypervisors hv1..hv3 on this machine"
+	@echo "make bench        by hand, never in make test: the benchmarks (lab parts under the lab lock), then"
+	@echo "                  docs/performance.md and its plots from bench/results/*.json [BENCH_ARGS='--quick']"
 	@echo "make lab-qemu     build Debian 12's QEMU 7.2 with the TCG vCPU-unplug fix the vCPU tests use (about 5 min)"
 
 system-packages:
@@ -105,6 +107,11 @@ awx: lab-qemu
 	$(MAKE) lab-up
 	$(MAKE) fleet-up
 	$(VPY) tests/harness/suite.py awx $(PLAYBOOKS)
+
+# By hand only (not part of make test): bench/run.py runs each lab part under the lab lock and writes
+# bench/results/*.json, docs/performance.md and docs/images/perf-*.png.
+bench: venv
+	$(VPY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .tmp tests/output execution-environment/context execution-environment/context-collections

@@ -4,7 +4,7 @@ side by side in one run on the same pair of hypervisors, alternating.
 
 Run by hand from the repository root against the fleet lab (make fleet-up first), holding the lab lock:
 
-    flock /tmp/kvm-hotplug-lab.lock .venv/bin/python bench/domain_migrate_bench.py --rounds 5
+    flock /tmp/kvmhp-lab.lock .venv/bin/python bench/domain_migrate_bench.py --rounds 5
 
 Each round moves the guest src -> dst and back with `virsh migrate --live --p2p --persistent --undefinesource`,
 then src -> dst and back with the module (its main() in this process: reading both hosts, every pre-check, the
@@ -20,24 +20,13 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import re
 import statistics
 import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def collection_path():
-    """A path holding ansible_collections/kvm/hotplug -> this repository, for importing the module."""
-    root = os.path.join(REPO, '.tmp', 'bench-collections')
-    link = os.path.join(root, 'ansible_collections', 'kvm', 'hotplug')
-    if not os.path.exists(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(REPO, link)
-    return root
+import _common
 
 
 def completed_downtime_ms(uri, guest):
@@ -80,7 +69,7 @@ def main():
     parser.add_argument('--src', default='qemu+tcp://127.0.1.1/system')
     parser.add_argument('--dst', default='qemu+tcp://127.0.1.3/system')
     args = parser.parse_args()
-    sys.path.insert(0, collection_path())
+    _common.importable()
     samples = dict(virsh=[], module=[])
     for round_number in range(1, args.rounds + 1):
         for how, move in (('virsh', by_virsh), ('module', by_module)):

@@ -23,23 +23,14 @@ import random
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+import _common
+
 MODELS = ('Skylake-Server', 'Cascadelake-Server', 'EPYC-Milan')
 BUDGET = 1.0
 
 
 def _import_planner():
-    """Import the planner from this tree: ansible_collections.kvm.hotplug must point at it."""
-    parts = ROOT.split(os.sep)
-    if parts[-3:-1] == ['ansible_collections', 'kvm'] and parts[-1] == 'hotplug':
-        sys.path.insert(0, os.sep.join(parts[:-3]))
-    else:
-        import tempfile
-        base = tempfile.mkdtemp(prefix='kvmhp-bench-')
-        os.makedirs(os.path.join(base, 'ansible_collections', 'kvm'))
-        os.symlink(ROOT, os.path.join(base, 'ansible_collections', 'kvm', 'hotplug'))
-        sys.path.insert(0, base)
+    _common.importable()
     from ansible_collections.kvm.hotplug.plugins.module_utils._placement import evacuate
     return evacuate
 
@@ -121,7 +112,7 @@ def main():
     big = source_host('hv00000', vms, block_mib=2048,
                       memory_gib=max(2048, sum(v['memory_mib'] for v in vms) // 1024 + 1024))
     others = [destination(rng, 'hv%05d' % h) for h in range(1, args.hosts)]
-    print('reference workload (1,000,000 small dicts): %.3f s CPU; compare it between runs' % reference())
+    print('reference workload (1,000,000 small dicts): %.3f s CPU; compare it between runs' % _common.reference())
     rows = []
     for label, components in (('all', 'all'), ('NUMA node 1', dict(numa_nodes='1'))):
         wall, cpu, plan = best_of(args.repeat, lambda c=components: evacuate.plan_hypervisor_evacuation(big, c, others, settings))
@@ -157,14 +148,6 @@ def main():
     print('load average while measuring: %s (the budget is for an idle core)' % ' '.join(
         '%.1f' % x for x in os.getloadavg()))
     return 0
-
-
-def reference():
-    """CPU seconds for a fixed pure-Python workload (1,000,000 small dicts), to tell a slow planner from a busy machine."""
-    started = time.process_time()
-    for i in range(1000000):
-        dict(a=i, b=i, c=i, d=i)
-    return time.process_time() - started
 
 
 if __name__ == '__main__':

@@ -33,8 +33,10 @@ import libvirt
 import libvirt_qemu
 from lxml import etree
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import _common
+
 POLL = 0.25
+DIMM_XML = "<memory model='dimm'><target><size unit='MiB'>%d</size><node>0</node></target></memory>"
 
 
 def agent(dom, command):
@@ -59,7 +61,7 @@ def wait_until(what, check, timeout=120):
 
 
 def direct_add(dom, size_mib, expected_blocks):
-    xml = ("<memory model='dimm'><target><size unit='MiB'>%d</size><node>0</node></target></memory>" % size_mib)
+    xml = DIMM_XML % size_mib
     started = time.monotonic()
     dom.attachDeviceFlags(xml, libvirt.VIR_DOMAIN_AFFECT_LIVE | libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     wait_until('the guest onlining the DIMM', lambda: online_blocks(dom) == expected_blocks)
@@ -67,9 +69,7 @@ def direct_add(dom, size_mib, expected_blocks):
 
 
 def module_add(domain, base_mib, size_mib):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.tmp', 'demo-collections'),
-               ANSIBLE_STDOUT_CALLBACK='default', ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_NOCOLOR='1',
-               ANSIBLE_LOCALHOST_WARNING='0', ANSIBLE_INVENTORY_UNPARSED_WARNING='0')
+    env = _common.ansible_env(ANSIBLE_STDOUT_CALLBACK='default', ANSIBLE_LOAD_CALLBACK_PLUGINS='1')
     command = [os.path.join(os.path.dirname(sys.executable), 'ansible'), 'localhost', '-m',
                'kvm.hotplug.memory_hotplug', '-a',
                'name=%s size=%dMiB wait_for_guest=true timeout=120' % (domain, base_mib + size_mib),

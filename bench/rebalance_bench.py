@@ -29,8 +29,9 @@ import time
 
 import libvirt
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = sys.executable
+import _common
+
+PYTHON = _common.PYTHON
 # lab guests that can take one more vCPU (tests/lab/README.md); lab-pinned is left out (its pins would need a plan)
 GUESTS = ['lab-small', 'lab-mem', 'lab-vmem', 'lab-q35', 'lab-numa', 'lab-vcpu-stock', 'lab-vcpu']
 URI = 'qemu:///system'
@@ -38,8 +39,7 @@ URI = 'qemu:///system'
 
 def reset(guests):
     for guest in guests:
-        subprocess.run([PYTHON, os.path.join(REPO, 'tests', 'lab', 'labctl'), 'reset', guest], check=True,
-                       stdout=subprocess.DEVNULL)
+        _common.labctl('reset', guest)
 
 
 def current_vcpus(conn, guests):
@@ -72,23 +72,8 @@ def direct(conn, want):
     return time.monotonic() - started
 
 
-def collections_path():
-    link = os.path.join(REPO, '.tmp', 'demo-collections', 'ansible_collections', 'kvm', 'hotplug')
-    if not os.path.exists(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(REPO, link)
-    return os.path.join(REPO, '.tmp', 'demo-collections')
-
-
 def playbook(args, work):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(), ANSIBLE_NOCOLOR='1')
-    started = time.monotonic()
-    proc = subprocess.run([os.path.join(os.path.dirname(PYTHON), 'ansible-playbook')] + args, cwd=work, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seconds = time.monotonic() - started
-    if proc.returncode != 0:
-        sys.exit('ansible-playbook %s failed:\n%s' % (' '.join(args), proc.stdout[-3000:]))
-    return seconds
+    return _common.playbook(args, cwd=work)
 
 
 def inventory(work, want):
@@ -117,24 +102,42 @@ def naive(work, want):
     return playbook(['-i', inventory(work, want), path], work)
 
 
+def script(want):
+    """The floor as a user's script runs it: a process of its own (bench/direct_ops.py vcpus)."""
+    started = time.monotonic()
+    subprocess.run([PYTHON, os.path.join(_common.BENCH, 'direct_ops.py'), 'vcpus']
+                   + ['%d=%s' % (c, g) for g, c in want.items()], check=True, timeout=300)
+    return time.monotonic() - started
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--sizes', default='1,4,%d' % len(GUESTS))
     parser.add_argument('--rounds', type=int, default=1)
+    parser.add_argument('--script', action='store_true',
+                        help='also time the floor as a plain Python script of its own (bench/direct_ops.py vcpus)')
+    _common.add_json_option(parser, 'batch')
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(',')]
     if max(sizes) > len(GUESTS):
         sys.exit('at most %d guests (%s)' % (len(GUESTS), ', '.join(GUESTS)))
     work = tempfile.mkdtemp(prefix='kvmhp-rebalance-bench-')
     conn = libvirt.open(URI)
-    times = dict((n, dict(direct=[], role=[], naive=[])) for n in sizes)
-    for _round in range(args.rounds):
+    methods = ('direct', 'script', 'role', 'naive') if args.script else ('direct', 'role', 'naive')
+    times = dict((n, dict((m, []) for m in methods)) for n in sizes)
+    for round_no in range(args.rounds):
         for n in sizes:
             guests = GUESTS[:n]
-            for method in ('direct', 'role', 'naive'):   # alternating, so drift hits each method alike
+            shift = round_no % len(methods)
+            for method in methods[shift:] + methods[:shift]:   # rotating, so drift hits each method alike
                 reset(guests)
                 want = dict((g, c + 1) for g, c in current_vcpus(conn, guests).items())
-                seconds = direct(conn, want) if method == 'direct' else globals()[method](work, want)
+                if method == 'direct':
+                    seconds = direct(conn, want)
+                elif method == 'script':
+                    seconds = script(want)
+                else:
+                    seconds = globals()[method](work, want)
                 after = current_vcpus(conn, guests)
                 if after != want:
                     sys.exit('%s with N=%d left %s, wanted %s' % (method, n, after, want))
@@ -156,6 +159,14 @@ def main():
                                 (med[large]['role'] - med[small]['role']) / (large - small),
                                 (med[large]['naive'] - med[small]['naive']) / (large - small)))
     print('load average: %s (2 cores, TCG guests)' % ' '.join('%.1f' % x for x in os.getloadavg()))
+    if args.json:
+        rows = []
+        for n in sizes:
+            stats = dict((m, _common.summary(v)) for m, v in times[n].items())
+            rows.append(dict(n=n, guests=GUESTS[:n], stats=stats,
+                             ratios=dict(('%s/direct' % m, _common.ratio(stats[m], stats['direct']))
+                                         for m in methods if m != 'direct')))
+        _common.write_result('batch', dict(reps=args.rounds, rows=rows, methods=list(methods)), args.json)
     return 0
 
 

@@ -15,21 +15,11 @@ import random
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+import _common
 
 
 def _import_planner():
-    """Import the planner from this tree: ansible_collections.kvm.hotplug must point at it."""
-    parts = ROOT.split(os.sep)
-    if parts[-3:-1] == ['ansible_collections', 'kvm'] and parts[-1] == 'hotplug':
-        sys.path.insert(0, os.sep.join(parts[:-3]))
-    else:
-        import tempfile
-        base = tempfile.mkdtemp(prefix='kvmhp-bench-')
-        os.makedirs(os.path.join(base, 'ansible_collections', 'kvm'))
-        os.symlink(ROOT, os.path.join(base, 'ansible_collections', 'kvm', 'hotplug'))
-        sys.path.insert(0, base)
+    _common.importable()
     from ansible_collections.kvm.hotplug.plugins.module_utils._placement import rebalance
     return rebalance
 
@@ -62,7 +52,7 @@ def main():
     hosts = fleet(args.vms, args.hosts)
     settings = dict(max_step=dict(vcpus=2, memory_mib=1024), hysteresis=dict(vcpus=1, memory_mib=256, rounds=1))
     print('reference workload (1,000,000 small dicts): %.3f s CPU; compare it between runs'
-          % reference())
+          % _common.reference())
     for explain in (False, True):
         measure(rebalance, hosts, settings, args, explain)
     print('load average while measuring: %s (the budget is for an idle core)' % ' '.join(
@@ -89,14 +79,6 @@ def measure(rebalance, hosts, settings, args, explain):
           'wall/CPU of %d runs: %s; full GC after the call: %.3f s CPU; %d steps, %d VMs with reasons'
           % (explain, args.vms, args.hosts, best_cpu, best_cpu, 'met' if best_cpu < 1.0 else 'MISSED', best, args.repeat,
              ', '.join('%.3f/%.3f' % t for t in times), min(left), steps, short))
-
-
-def reference():
-    """CPU seconds for a fixed pure-Python workload (1,000,000 small dicts), to tell a slow planner from a busy machine."""
-    started = time.process_time()
-    for i in range(1000000):
-        dict(a=i, b=i, c=i, d=i)
-    return time.process_time() - started
 
 
 if __name__ == '__main__':

@@ -29,10 +29,11 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = sys.executable
-LABCTL = os.path.join(REPO, 'tests', 'lab', 'labctl')
-INVENTORY = os.path.join(REPO, 'tests', 'lab', 'fleet', 'inventory.yml')
+import _common
+
+PYTHON = _common.PYTHON
+LABCTL = _common.LABCTL
+INVENTORY = _common.FLEET_INVENTORY
 HV1 = 'qemu+tcp://127.0.1.1/system'
 HV2 = 'qemu+tcp://127.0.1.2/system'
 HV1_SYSFS = '/var/lib/kvm-hotplug-lab/fleet/hv1/sys'
@@ -56,12 +57,8 @@ def virsh(*args):
     subprocess.run(['virsh', '-q'] + list(args), check=True, stdout=subprocess.DEVNULL)
 
 
-def playbook(collections, args):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_HOST_KEY_CHECKING='true')
-    tool = os.path.join(os.path.dirname(PYTHON), 'ansible-playbook')
-    proc = subprocess.run([tool, '-i', INVENTORY] + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        sys.exit('ansible-playbook %s failed:\n%s' % (' '.join(args), proc.stdout.decode()[-3000:]))
+def playbook(_collections, args):
+    _common.playbook(['-i', INVENTORY] + args, env=_common.ansible_env(ANSIBLE_HOST_KEY_CHECKING='true'))
 
 
 def on_hv1(guest):
@@ -103,9 +100,7 @@ def isolate_direct(scratch):
 
 def set_up_scratch():
     base = tempfile.mkdtemp(prefix='kvmhp-svc-bench-')
-    collections = os.path.join(base, 'collections')
-    os.makedirs(os.path.join(collections, 'ansible_collections', 'kvm'))
-    os.symlink(REPO, os.path.join(collections, 'ansible_collections', 'kvm', 'hotplug'))
+    collections = _common.collections_path()
     paths = dict(dir=base, collections=collections, vars=os.path.join(base, 'vars.json'),
                  direct=os.path.join(base, 'direct.yml'), online=os.path.join(base, 'online.yml'))
     with open(paths['vars'], 'w') as handle:
@@ -124,6 +119,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--sizes', default='1,2,3', help='guests pinned on hv1 (at most 3)')
     parser.add_argument('--rounds', type=int, default=1)
+    _common.add_json_option(parser, 'isolate')
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(','))
     if sizes[0] < 1 or sizes[-1] > len(GUESTS):
@@ -131,18 +127,23 @@ def main():
     scratch = set_up_scratch()
     fleet('home')
     results = dict(role={}, direct={})
+    samples = dict(role={}, direct={})
     try:
         for count in sizes:
-            for method, run in (('role', isolate_role), ('direct', isolate_direct)):
-                times = []
-                for _round in range(args.rounds):
+            times = dict(role=[], direct=[])
+            for round_no in range(args.rounds):
+                methods = (('role', isolate_role), ('direct', isolate_direct))
+                for method, run in methods if round_no % 2 == 0 else methods[::-1]:   # alternating
                     prepare(count, scratch)
                     if method == 'role':
                         # the first reading the detection needs (CPU counters have no reset time), not timed
                         playbook(scratch['collections'], ['kvm.hotplug.serviceability', '-e', '@' + scratch['vars'],
                                                           '-e', 'serviceability_action=report'])
-                    times.append(run(scratch))
-                results[method][count] = statistics.median(times)
+                    times[method].append(run(scratch))
+                    print('N=%d %-6s %.2f s' % (count, method, times[method][-1]), flush=True)
+            for method, values in times.items():
+                results[method][count] = statistics.median(values)
+                samples[method][count] = _common.summary(values)
     finally:
         prepare(0, scratch)
         fleet('home')
@@ -153,6 +154,10 @@ def main():
     for method in ('role', 'direct'):
         print('%s grows %.2fx from %d to %d guests' % (method, results[method][sizes[-1]] / results[method][sizes[0]],
                                                        sizes[0], sizes[-1]))
+    if args.json:
+        rows = [dict(n=n, stats=dict(role=samples['role'][n], direct=samples['direct'][n]),
+                     ratios={'role/direct': _common.ratio(samples['role'][n], samples['direct'][n])}) for n in sizes]
+        _common.write_result('isolate', dict(reps=args.rounds, rows=rows), args.json)
 
 
 if __name__ == '__main__':

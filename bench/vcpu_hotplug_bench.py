@@ -20,18 +20,17 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 
 import libvirt
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PYTHON = sys.executable
+import _common
+
+PYTHON = _common.PYTHON
 
 
 def reset(domain):
-    subprocess.run([PYTHON, os.path.join(REPO, 'tests', 'lab', 'labctl'), 'reset', domain], check=True,
-                   stdout=subprocess.DEVNULL)
+    _common.labctl('reset', domain)
 
 
 def direct(domain):
@@ -52,12 +51,7 @@ def direct(domain):
 
 
 def through_module(domain):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, '.tmp', 'demo-collections'),
-               ANSIBLE_STDOUT_CALLBACK='json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1')
-    link = os.path.join(REPO, '.tmp', 'demo-collections', 'ansible_collections', 'kvm', 'hotplug')
-    if not os.path.exists(link):
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        os.symlink(REPO, link)
+    env = _common.ansible_env(ANSIBLE_STDOUT_CALLBACK='json', ANSIBLE_LOAD_CALLBACK_PLUGINS='1')
     command = [os.path.join(os.path.dirname(PYTHON), 'ansible'), 'localhost', '-o',
                '-e', 'ansible_python_interpreter=%s' % PYTHON, '-m', 'kvm.hotplug.vcpu_hotplug',
                '-a', 'name=%s count=4 wait_for_guest=true config=false' % domain]

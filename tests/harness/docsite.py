@@ -5,6 +5,7 @@ The Sphinx source is assembled outside the working tree (beside the harness's co
 
     index.rst, conf.py   from docs/site/
     guides/*.md          docs/*.md, read by myst-parser
+    guides/images/       docs/images/ (the plots docs/performance.md shows)
     collection/          `antsibull-docs collection --use-current --squash-hierarchy` of the copied collection
 
 and the HTML goes to .tmp/docs/html (git-ignored). The build fails on any Sphinx warning except those that
@@ -159,6 +160,8 @@ def assemble(tree, src, run_tool, tool):
     os.makedirs(os.path.join(src, 'guides'))
     for guide in sorted(glob.glob(os.path.join(tree, 'docs', '*.md'))):
         shutil.copy2(guide, os.path.join(src, 'guides'))
+    if os.path.isdir(os.path.join(tree, 'docs', 'images')):
+        shutil.copytree(os.path.join(tree, 'docs', 'images'), os.path.join(src, 'guides', 'images'))
     return run_tool([tool('antsibull-docs'), 'collection', '--use-current', '--squash-hierarchy', '--fail-on-error',
                      '--dest-dir', os.path.join(src, 'collection'), 'kvm.hotplug'], src)
 
