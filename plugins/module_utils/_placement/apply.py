@@ -83,6 +83,9 @@ def read_views(conn, names):
 
 def apply_targets(module, params):
     """Apply params['targets'] ({name: {vcpus, memory_mib}}); returns the module result."""
+    for t in params['targets']:
+        if not isinstance(t.get('name'), str) or not t['name']:
+            raise HotplugError('every target needs the name of a domain, got %r' % (t,))
     targets = dict((t['name'], dict(vcpus=t.get('vcpus'), memory_mib=t.get('memory_mib'), vcpus_off=t.get('vcpus_off')))
                    for t in params['targets'])
     with LibvirtSession(params['uri']) as conn:
