@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-test.txt | md5sum | cut -c1-12)
 
 .PHONY: help demo test sanity units gates integration molecule lab-up lab-down lab-status lab-qemu fleet-up fleet-down \
-	fleet-status system-packages venv ee-context docs awx clean
+	fleet-status system-packages venv ee-context docs awx chaos clean
 
 help:
 	@echo "make demo         bring up the local lab and run playbooks/demo.yml on it"
@@ -17,6 +17,7 @@ help:
 	@echo "make gates [GATES='ansible-lint ...']  ansible-lint, galaxy-importer, antsibull-docs, ansible-doc, changelog, EE"
 	@echo "make molecule [TARGETS='rebalance']  the roles' molecule scenarios (extensions/molecule) on the fleet lab"
 	@echo "make awx          run each playbook in playbooks/ as an AWX job template does (ansible-runner), on the lab"
+	@echo "make chaos [CASES='bad_input sysfs_ebusy']  real faults on the lab, bounded; writes docs/reliability.md"
 	@echo "make docs         the documentation site (antsibull-docs + Sphinx) in .tmp/docs/html"
 	@echo "make ee-context   build the collection tarball and the execution environment's build context"
 	@echo "make lab-up | lab-down | lab-status"
@@ -96,6 +97,14 @@ awx: lab-qemu
 	$(MAKE) lab-up
 	$(MAKE) fleet-up
 	$(VPY) tests/harness/suite.py awx $(PLAYBOOKS)
+
+# Real faults on the lab (tests/chaos/chaos.py), bounded by CHAOS_BUDGET seconds; not part of `make test`
+# (docs/testing.md says why).  Writes docs/reliability.md and .tmp/chaos/results.json.
+CHAOS_BUDGET ?= 900
+chaos: lab-qemu
+	$(MAKE) lab-up
+	$(MAKE) fleet-up
+	$(VPY) tests/chaos/chaos.py --budget $(CHAOS_BUDGET) $(CASES)
 
 clean:
 	rm -rf .tmp tests/output execution-environment/context execution-environment/context-collections
