@@ -3,7 +3,8 @@
 
     chaos.py [CASE...] [--budget SECONDS] [--report docs/reliability.md] [--results .tmp/chaos/results.json]
 
-Cases (in this order; default all): bad_input, sysfs_ebusy, libvirtd_restart, concurrent.  Each case asserts afterwards
+Cases (in this order; default all): bad_input, sysfs_ebusy, libvirtd_restart, concurrent, guest_crash,
+controller_killed.  Each case asserts afterwards
 that the guests' own views (guest agent, serial log) agree with what the module reported, that no guest was
 lost or duplicated (every domain of every lab host is read), and that a re-run converges (the second run
 reports changed=false).  The whole run stops by itself: every step has a timeout and the run a budget
@@ -826,8 +827,192 @@ def case_concurrent(run, budget):
                     ra.get('elapsed'), rb.get('elapsed')))]
 
 
+def qemu_pid(name):
+    for pid in os.listdir('/proc'):
+        if pid.isdigit():
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    argv = f.read().split(b'\0')
+            except OSError:
+                continue
+            if argv and b'qemu-system' in argv[0] and any(a.startswith(b'guest=%s,' % name.encode()) for a in argv):
+                return int(pid)
+    return None
+
+
+def start_domain(uri, name, timeout=90):
+    """Start a shut-off domain again and wait for its guest agent (after a crash)."""
+    conn = open_uri(uri)
+    try:
+        conn.lookupByName(name).create()
+    finally:
+        conn.close()
+    return wait_until(lambda: guest_online_vcpus(uri, name) is not None, timeout, 1)
+
+
+def case_guest_crash(run, budget):
+    """fleet-a's QEMU killed (SIGKILL) while vcpu_hotplug adds two vCPUs and waits for the guest."""
+    hosts = fleet_hosts()
+    hv1 = hosts['hv1']
+    expected = [g for h in hosts.values() for g in h['guests']]
+    start = libvirt_vcpus(hv1['uri'], 'fleet-a')
+    want = start + 2
+    task = ('vcpu_hotplug', dict(uri=hv1['uri'], name='fleet-a', count=want, wait_for_guest=True, timeout=60))
+    path, out = run.module_play('guest_crash', [task])
+    proc = run.start_playbook(path)
+    under_way = wait_until(lambda: libvirt_vcpus(hv1['uri'], 'fleet-a') != start, 60, 0.1)
+    t_cut = time.monotonic()
+    pid = qemu_pid('fleet-a')
+    if pid:
+        os.kill(pid, 9)
+    first = _result(out, _finish(proc, 300))[0]
+    problems = [] if under_way and pid else ['the hot-add was not seen under way, or no QEMU to kill']
+    if _shape(first):
+        problems.append(_shape(first))
+    conn = open_uri(hv1['uri'])
+    try:
+        state = conn.lookupByName('fleet-a').state()[0]
+        config_vcpus = conn.lookupByName('fleet-a').vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    finally:
+        conn.close()
+    if state == libvirt.VIR_DOMAIN_RUNNING:
+        problems.append('fleet-a still runs after its QEMU was killed')
+    if not start_domain(hv1['uri'], 'fleet-a'):
+        problems.append('fleet-a did not come back with its guest agent')
+    more, reruns = _converge(run, 'guest_crash_rerun', task)
+    converge = time.monotonic() - t_cut
+    problems += more
+    got_guest = settle(lambda: guest_online_vcpus(hv1['uri'], 'fleet-a'), want)
+    got_libvirt = libvirt_vcpus(hv1['uri'], 'fleet-a')
+    if (got_libvirt, got_guest) != (want, want):
+        problems.append('libvirt has %s vCPUs, the guest agent %s online, %s wanted' % (got_libvirt, got_guest, want))
+    reported = reruns[-1].get('guest_online') if reruns else None
+    if reported is not None and reported != got_guest:
+        problems.append('the module reported %s online, the guest has %s' % (reported, got_guest))
+    problems += fleet_guests_check(expected)
+    labctl('fleet', 'reset', 'fleet-a')
+    return [row('guest_crash', 'fleet-a\'s QEMU killed during a vCPU hot-add (%d -> %d, waiting for the guest)'
+                % (start, want), not problems,
+                'the run\'s result is a success or one line; the domain is seen shut off, its persistent definition '
+                'kept (%s vCPUs); started again, a re-run converges (second changed=false); libvirt vCPUs == guest '
+                'agent online CPUs == the module\'s guest_online; each fleet guest on one host, one QEMU'
+                % config_vcpus,
+                converge, detail='; '.join(problems) or 'first run ' + _first(first))]
+
+
+def _recap_changed(output, host):
+    match = re.search(r'^%s\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)' % host, output, re.M)
+    return (int(match.group(1)), int(match.group(2)) + int(match.group(3))) if match else (None, None)
+
+
+def case_controller_killed(run, budget):
+    """ansible-playbook killed (SIGKILL to its process group) mid-evacuation and mid-rebalance, then run again."""
+    hosts = fleet_hosts()
+    hv1, hv3 = hosts['hv1'], hosts['hv3']
+    expected = [g for h in hosts.values() for g in h['guests']]
+    rows = []
+    leaving = hosts['hv1']['guests']
+
+    # evacuation of hv1 (components all) to hv3, one at a time at 1 MiB/s: killed when the first migration runs
+    evac = dict(hypervisor_migration_source='hv1', hypervisor_migration_components='all',
+                hypervisor_migration_destinations=['hv3'], hypervisor_migration_parallel=1,
+                hypervisor_migration_policy={'bandwidth': 1},
+                hypervisor_migration_report_dir=os.path.join(run.workdir, 'evac-report'),
+                hypervisor_migration_record_file=os.path.join(run.workdir, 'evac-record.json'))
+    slow = run.write('evac-slow.json', json.dumps(evac))
+    fast_vars = dict(evac, hypervisor_migration_policy={})
+    fast = run.write('evac-fast.json', json.dumps(fast_vars))
+    cmd = ['kvm.hotplug.hypervisor_migration', '-e', '@' + slow]
+    proc = subprocess.Popen([ANSIBLE_PLAYBOOK, '-i', INVENTORY] + cmd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=run.env(), start_new_session=True)
+    under_way = wait_until(lambda: any(job_active(hv1['uri'], g) for g in leaving), 120, 0.5)
+    t_cut = time.monotonic()
+    os.killpg(proc.pid, 9)
+    proc.communicate()
+    problems = [] if under_way else ['no migration was seen under way before the kill']
+    # what a migration started by the killed run does next is libvirt's: wait for it to end (bounded)
+    job_gone = wait_until(lambda: not any(job_active(hv1['uri'], g) for g in leaving), 60, 1)
+    if not job_gone:
+        problems.append('a migration job still ran 60 s after the controller was killed')
+    problems += fleet_guests_check(expected)
+    _rc, out1, _s = run.playbook('kvm.hotplug.hypervisor_migration', inventory=INVENTORY, timeout=600,
+                                 extra=['-e', '@' + fast])
+    _rc2, out2, _s = run.playbook('kvm.hotplug.hypervisor_migration', inventory=INVENTORY, timeout=600,
+                                  extra=['-e', '@' + fast])
+    converge = time.monotonic() - t_cut
+    running = where_running()
+    for g in leaving:
+        if running.get(g) != ['hv3']:
+            problems.append('%s runs on %s after the re-run, not hv3 alone' % (g, running.get(g)))
+        if guest_online_vcpus(hv3['uri'], g) is None:
+            problems.append('%s\'s guest agent does not answer on hv3' % g)
+    if _rc != 0:
+        problems.append('the re-run failed: %s' % ' '.join(out1.splitlines()[-6:]))
+    changed, bad = _recap_changed(out2, 'hv1')
+    if _rc2 != 0 or changed != 0 or bad:
+        problems.append('the second re-run did not converge (rc %s, hv1 changed=%s): %s' % (
+            _rc2, changed, ' '.join(out2.splitlines()[-4:])))
+    problems += fleet_guests_check(expected)
+    rows.append(row('controller_killed', 'ansible-playbook kvm.hotplug.hypervisor_migration killed (SIGKILL) '
+                    'mid-evacuation of hv1 to hv3 (the first migration at 1 MiB/s)', not problems,
+                    'no migration job left running; re-run at full speed succeeds, each guest on hv3 alone with its '
+                    'agent answering, one QEMU each; the next run reports changed=0 on hv1', converge,
+                    detail='; '.join(problems)))
+    labctl('fleet', 'home')
+
+    # rebalance of hv1: fleet-a to 4 vCPUs and fleet-b to 384 MiB, killed once the first change shows in libvirt
+    if budget.left() < 120:
+        rows.append(row('controller_killed', 'mid-rebalance', False, '-', detail='not run: the budget was spent'))
+        return rows
+    a_vcpus, b_mem = libvirt_vcpus(hv1['uri'], 'fleet-a'), live_memory_mib(hv1['uri'], 'fleet-b')
+    reb = dict(kvm_hotplug_vms={'fleet-a': {'vcpus': 4, 'max_vcpus': 4}, 'fleet-b': {'memory': b_mem + 128}},
+               rebalance_report_dir=os.path.join(run.workdir, 'rebalance-report'),
+               rebalance_max_step={'vcpus': 4, 'memory_mib': 1024})
+    varfile = run.write('rebalance.json', json.dumps(reb))
+    extra = ['-e', '@' + varfile, '-l', 'hv1']
+    proc = subprocess.Popen([ANSIBLE_PLAYBOOK, '-i', INVENTORY, 'kvm.hotplug.rebalance'] + extra,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=run.env(),
+                            start_new_session=True)
+    under_way = wait_until(lambda: libvirt_vcpus(hv1['uri'], 'fleet-a') != a_vcpus
+                           or live_memory_mib(hv1['uri'], 'fleet-b') != b_mem, 120, 0.2)
+    t_cut = time.monotonic()
+    os.killpg(proc.pid, 9)
+    proc.communicate()
+    problems = [] if under_way else ['no change was seen before the kill']
+    _rc, out1, _s = run.playbook('kvm.hotplug.rebalance', inventory=INVENTORY, timeout=600, extra=extra)
+    _rc2, out2, _s = run.playbook('kvm.hotplug.rebalance', inventory=INVENTORY, timeout=600, extra=extra)
+    converge = time.monotonic() - t_cut
+    if _rc != 0:
+        problems.append('the re-run failed: %s' % ' '.join(out1.splitlines()[-6:]))
+    changed, bad = _recap_changed(out2, 'hv1')
+    if _rc2 != 0 or changed != 0 or bad:
+        problems.append('the second re-run did not converge (rc %s, hv1 changed=%s)' % (_rc2, changed))
+    got_v = libvirt_vcpus(hv1['uri'], 'fleet-a')
+    guest_v = settle(lambda: guest_online_vcpus(hv1['uri'], 'fleet-a'), 4)
+    got_m = live_memory_mib(hv1['uri'], 'fleet-b')
+    if (got_v, guest_v) != (4, 4):
+        problems.append('fleet-a: libvirt %s vCPUs, guest %s online, 4 wanted' % (got_v, guest_v))
+    if got_m != b_mem + 128:
+        problems.append('fleet-b: libvirt %s MiB, %s wanted' % (got_m, b_mem + 128))
+    report = os.path.join(run.workdir, 'rebalance-report', 'hv1.json')
+    if os.path.exists(report):
+        with open(report) as f:
+            text = f.read()
+        if '"fleet-a"' not in text:
+            problems.append('the report does not name fleet-a')
+    problems += fleet_guests_check(expected)
+    rows.append(row('controller_killed', 'ansible-playbook kvm.hotplug.rebalance killed (SIGKILL) mid-rebalance of '
+                    'hv1 (fleet-a %d -> 4 vCPUs, fleet-b %d -> %d MiB)' % (a_vcpus, b_mem, b_mem + 128), not problems,
+                    're-run succeeds; the next reports changed=0 on hv1; libvirt and the guest agent show the targets; '
+                    'each fleet guest on one host, one QEMU', converge, detail='; '.join(problems)))
+    labctl('fleet', 'reset', 'fleet-a')
+    labctl('fleet', 'reset', 'fleet-b')
+    return rows
+
+
 CASES = [('bad_input', case_bad_input), ('sysfs_ebusy', case_sysfs_ebusy), ('libvirtd_restart', case_libvirtd_restart),
-         ('concurrent', case_concurrent)]
+         ('concurrent', case_concurrent), ('guest_crash', case_guest_crash),
+         ('controller_killed', case_controller_killed)]
 
 
 class Budget(object):
