@@ -1030,12 +1030,24 @@ def _cell(text):
     return str(text).replace('|', '\\|').replace('\n', ' ')
 
 
+# Faults of issue 14 that no case puts on the lab yet (the report says so rather than leave them out silently)
+NOT_COVERED = [
+    'A guest that never cooperates: it ignores unplug requests (its guest init neither onlines nor offlines the '
+    'device) and its guest agent is killed mid-run. The integration targets cover the parts alone: '
+    '`memory_hotplug` `unplug_pending.yml` (a DIMM the guest cannot offline) and `vcpu_hotplug` `stale_view.yml` '
+    '(a vCPU unplug stock QEMU never completes).',
+]
+
+
 def write_report(path, rows, started, seconds):
     summary = [r for r in rows if not (r['case'] == 'bad_input' and r['fault'].startswith(('module ', 'role ')))]
     bad = [r for r in rows if r['case'] == 'bad_input' and r['fault'].startswith(('module ', 'role '))]
     if bad:
         passed = sum(1 for r in bad if r['outcome'] == 'pass')
-        summary.insert(0, row('bad_input', '%d malformed inputs over 11 modules and 3 roles (table below)' % len(bad),
+        modules = len(set(r['fault'].split(':')[0] for r in bad if r['fault'].startswith('module ')))
+        roles = len(set(r['fault'].split(':')[0] for r in bad if r['fault'].startswith('role ')))
+        summary.insert(0, row('bad_input', '%d malformed inputs over %d modules and %d roles (table below)'
+                              % (len(bad), modules, roles),
                               passed == len(bad), 'each: failed with one line naming the problem, no traceback, '
                               'changed=false', detail='%d of %d passed' % (passed, len(bad))))
     lines = [
@@ -1072,6 +1084,8 @@ def write_report(path, rows, started, seconds):
                 msg = msg[len(ROLE_HEADER):].strip()
             lines.append('| `%s` `%s` | %s | %s |' % (_cell(r['fault']), _cell(json.dumps(r['input'])),
                                                       _cell(outcome), _cell(msg)))
+    lines += ['', '## Not covered yet', '']
+    lines += ['- %s' % text for text in NOT_COVERED]
     with open(path, 'w') as f:
         f.write('\n'.join(lines) + '\n')
 
