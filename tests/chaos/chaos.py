@@ -518,9 +518,10 @@ def _ssh(address, command, timeout=60):
 def restart_libvirtd(host):
     """Kill the host's libvirtd (SIGKILL, as a crash) and start it again with its own init script (inside hvN)."""
     address = fleet_hosts()[host]['address']
-    _ssh(address, 'kill -9 $(cat /run/libvirt/libvirtd.pid)')
-    time.sleep(0.5)
-    _ssh(address, '/etc/init.d/libvirtd start')
+    # a SIGKILLed daemon exists until the kernel has torn it down: the init script would take it for running
+    _ssh(address, 'pid=$(cat /run/libvirt/libvirtd.pid); kill -9 $pid; '
+                  'i=0; while kill -0 $pid 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done; '
+                  '/etc/init.d/libvirtd start')
     open_uri(fleet_hosts()[host]['uri'], timeout=60).close()
 
 
