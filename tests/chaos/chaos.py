@@ -1037,6 +1037,8 @@ NOT_COVERED = [
     'device) and its guest agent is killed mid-run. The integration targets cover the parts alone: '
     '`memory_hotplug` `unplug_pending.yml` (a DIMM the guest cannot offline) and `vcpu_hotplug` `stale_view.yml` '
     '(a vCPU unplug stock QEMU never completes).',
+    'The controller killed mid-evacuation and mid-rebalance: the case `controller_killed` is written but was not run '
+    'on the lab for this report (a row for it appears here once `make chaos` runs it).',
 ]
 
 
