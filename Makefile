@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-test.txt | md5sum | cut -c1-12)
 
 .PHONY: help demo test sanity units gates integration molecule eda lab-up lab-down lab-status lab-qemu fleet-up fleet-down \
-	fleet-status system-packages venv ee-context docs awx bench clean
+	fleet-status system-packages venv ee-context docs awx bench chaos clean
 
 help:
 	@echo "make demo         bring up the lab and the fleet lab; run playbooks/demo.yml, then every scenario across the fleet"
@@ -18,6 +18,7 @@ help:
 	@echo "make molecule [TARGETS='rebalance']  the roles' molecule scenarios (extensions/molecule) on the fleet lab"
 	@echo "make eda          the event source and rulebook under a real ansible-rulebook (own venv .tmp/eda-venv) on the fleet lab"
 	@echo "make awx          run each playbook in playbooks/ as an AWX job template does (ansible-runner), on the lab"
+	@echo "make chaos [CASES='bad_input sysfs_ebusy']  real faults on the lab, bounded; writes docs/reliability.md"
 	@echo "make docs         the documentation site (antsibull-docs + Sphinx) in .tmp/docs/html"
 	@echo "make ee-context   build the collection tarball and the execution environment's build context"
 	@echo "make lab-up | lab-down | lab-status"
@@ -112,6 +113,14 @@ awx: lab-qemu
 # bench/results/*.json, docs/performance.md and docs/images/perf-*.png.
 bench: venv
 	$(VPY) bench/run.py $(BENCH_ARGS)
+
+# Real faults on the lab (tests/chaos/chaos.py), bounded by CHAOS_BUDGET seconds; not part of `make test`
+# (docs/testing.md says why).  Writes docs/reliability.md and .tmp/chaos/results.json.
+CHAOS_BUDGET ?= 900
+chaos: lab-qemu
+	$(MAKE) lab-up
+	$(MAKE) fleet-up
+	$(VPY) tests/chaos/chaos.py --budget $(CHAOS_BUDGET) $(CASES)
 
 clean:
 	rm -rf .tmp tests/output execution-environment/context execution-environment/context-collections

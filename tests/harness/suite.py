@@ -43,7 +43,7 @@ COLLECTION_ROOT = tempfile.mkdtemp(prefix='kvm.hotplug-tests-')
 COLLECTION = os.path.join(COLLECTION_ROOT, 'ansible_collections', 'kvm', 'hotplug')
 PYTHON_VERSION = '%d.%d' % sys.version_info[:2]
 # Tooling that is not part of the collection (galaxy.yml build_ignore) stays out of the test tree.
-NOT_SHIPPED = ('tests/lab/', 'tests/harness/', 'bench/', '.ci/', 'Makefile', 'execution-environment/context/')
+NOT_SHIPPED = ('tests/lab/', 'tests/harness/', 'tests/chaos/', 'bench/', '.ci/', 'Makefile', 'execution-environment/context/')
 # ...except the lab's simulated host sysfs, which the unit tests mount (tests/unit/plugins/conftest.py), and the lab's
 # choice of QEMU, which they check (tests/unit/plugins/test_lab_qemu.py).
 TEST_TOOLS = ('tests/lab/fleet/simsysfs.py', 'tests/lab/lab_qemu.py')

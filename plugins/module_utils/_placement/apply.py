@@ -16,6 +16,7 @@ Private to the kvm.hotplug collection; not a public API.
 from __future__ import annotations
 
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.argspec import default_params
+from ansible_collections.kvm.hotplug.plugins.module_utils._common.cpulist import normalize_id_list
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.errors import HotplugError
 from ansible_collections.kvm.hotplug.plugins.module_utils._common.runner import run_steps
 from ansible_collections.kvm.hotplug.plugins.module_utils._libvirt.connection import LibvirtSession, conn_uri
@@ -83,6 +84,13 @@ def read_views(conn, names):
 
 def apply_targets(module, params):
     """Apply params['targets'] ({name: {vcpus, memory_mib}}); returns the module result."""
+    for t in params['targets']:
+        if not isinstance(t.get('name'), str) or not t['name']:
+            raise HotplugError('every target needs the name of a domain, got %r' % (t,))
+        try:
+            normalize_id_list(t.get('vcpus_off'), 'vCPU')
+        except ValueError as exc:
+            raise HotplugError('target %s vcpus_off: %s' % (t['name'], exc))
     targets = dict((t['name'], dict(vcpus=t.get('vcpus'), memory_mib=t.get('memory_mib'), vcpus_off=t.get('vcpus_off')))
                    for t in params['targets'])
     with LibvirtSession(params['uri']) as conn:

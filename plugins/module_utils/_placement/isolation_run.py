@@ -100,8 +100,9 @@ def named_part(host, components, edac_components):
         if not matches:
             raise HotplugError('no EDAC component has the %s %r (the host has %s)' % (
                 'label' if key == 'dimm' else 'key', wanted,
-                ', '.join(sorted(str(c.get('label') if key == 'dimm' else c['key']) for c in edac_components))
-                or 'none'))
+                # the cpu EDAC device's components have no DIMM label: only the labels there are
+                ', '.join(sorted(str(name) for name in (c.get('label') if key == 'dimm' else c['key']
+                                                        for c in edac_components) if name)) or 'none'))
         for match in matches:
             cpus.update(match['covers'].get('cpus') or ())
             blocks.update(match['covers'].get('memory_blocks') or ())

@@ -95,8 +95,16 @@ def with_bounds(vms, declared):
             demand_memory_mib=size_mib(entry.get('memory'), '%s memory' % vm['name']),
             managed=vm['name'] in declared,
         )
+        for low, high in (('min_vcpus', 'max_vcpus'), ('min_memory_mib', 'max_memory_mib')):
+            if _number(merged[low]) and _number(merged[high]) and merged[low] > merged[high]:
+                raise HotplugError('%s: %s %s is above %s %s in kvm_hotplug_vms' % (
+                    vm['name'], low, merged[low], high, merged[high]))
         out.append(merged)
     return out
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _stats_flags():

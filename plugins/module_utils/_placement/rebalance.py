@@ -84,7 +84,8 @@ def host_capacity(host):
     cpu_ratio = float(host.get('cpu_overcommit', 1.0))
     memory_ratio = float(host.get('memory_overcommit', 1.0))
     if cpu_ratio <= 0 or memory_ratio <= 0:
-        raise HotplugError('overcommit ratios must be above 0')
+        raise HotplugError('overcommit ratios must be above 0, got cpu_overcommit %s and memory_overcommit %s'
+                           % (cpu_ratio, memory_ratio))
     return {VCPUS: max(0, int(cpus * cpu_ratio) - reserve_cpus),
             MEMORY: max(0, int(memory * memory_ratio) - reserve_memory)}
 

@@ -60,7 +60,12 @@ def plan(module):
     if params['facts'] is not None:
         if params['mode'] == 'measured':
             raise HotplugError('mode=measured reads the host: it cannot plan from facts')
-        host, vms = params['facts'].get('host') or {}, list(params['facts'].get('vms') or [])
+        host, vms = params['facts'].get('host') or {}, params['facts'].get('vms') or []
+        if not isinstance(host, dict) or not isinstance(vms, list) or not all(isinstance(v, dict) for v in vms):
+            raise HotplugError('facts needs host, a mapping of cpus and memory_mib, and vms, a list of mappings; '
+                               'got host %r and vms %r' % (host, vms))
+        if not all(isinstance(v.get('name'), str) and v['name'] for v in vms):
+            raise HotplugError('every VM of facts needs a name, got %r' % (vms,))
     else:
         with LibvirtSession(params['uri']) as conn:
             host, vms = read_host(conn)
@@ -71,7 +76,8 @@ def plan(module):
     vms = with_bounds(vms, params['vms'])
     if measured is not None:
         vms = measured_demand(vms, measured, params['target_utilization'], params['headroom'])
-    host = dict(host, reserve=dict(cpus=int(reserve.get('cpus') or 0),
+    # the planner checks the reserve's counts (host_capacity), naming the bad one
+    host = dict(host, reserve=dict(cpus=reserve.get('cpus') or 0,
                                    memory_mib=size_mib(reserve.get('memory') if reserve.get('memory') is not None
                                                        else reserve.get('memory_mib'), 'reserve memory') or 0),
                 cpu_overcommit=params['cpu_overcommit'], memory_overcommit=params['memory_overcommit'])

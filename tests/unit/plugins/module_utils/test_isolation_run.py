@@ -61,6 +61,14 @@ def test_a_bad_part_is_refused(failing_host, named, words):
         named_part(host, named, found)
 
 
+def test_an_unknown_dimm_label_lists_only_the_labels_there(failing_host):
+    """The cpu EDAC device's components have no label: the refusal lists the DIMMs' labels, never None."""
+    host, found = components(failing_host)
+    with pytest.raises(HotplugError) as refused:
+        named_part(host, dict(dimm='NO_SUCH_DIMM'), found)
+    assert 'None' not in refused.value.msg and 'CPU1_DIMM_A1' in refused.value.msg
+
+
 def test_cpu_siblings_are_the_cores_threads(simsysfs):
     root = build_tree(simsysfs, [Cpu(0, hotpluggable=False, core=0), Cpu(1, core=1), Cpu(2, core=0), Cpu(3, core=1)],
                       [Block(0)])

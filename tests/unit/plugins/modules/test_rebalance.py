@@ -101,3 +101,37 @@ def test_unknown_domain_is_refused(host, capsys):
     host(web=2)
     result, failed = run_main(rebalance_apply.main, dict(targets=[dict(name='nope', vcpus=2)]), capsys)
     assert failed and 'nope' in result['msg']
+
+
+@pytest.mark.parametrize('args, words', [
+    (dict(reserve=dict(cpus='lots')), "kvm_hotplug_host_reserve.cpus must be a whole number, got 'lots'"),
+    (dict(facts=dict(host='big')), "facts needs host, a mapping of cpus and memory_mib"),
+    (dict(facts=dict(host=dict(cpus=8, memory_mib=8192), vms=['a'])), "facts needs host"),
+    (dict(facts=dict(host=dict(cpus=8, memory_mib=8192), vms=[dict(vcpus=1)])), "every VM of facts needs a name"),
+    (dict(facts=dict(host=dict(cpus=8, memory_mib=8192), vms=[]), cpu_overcommit=-1),
+     'overcommit ratios must be above 0, got cpu_overcommit -1.0 and memory_overcommit 1.0'),
+    (dict(facts=dict(host=dict(cpus=8, memory_mib=8192), vms=[dict(name='a', vcpus=2, memory_mib=512)]),
+          vms=dict(a=dict(min_vcpus=4, max_vcpus=2))), 'a: min_vcpus 4 is above max_vcpus 2 in kvm_hotplug_vms'),
+    (dict(facts=dict(host=dict(cpus=8, memory_mib=8192), vms=[dict(name='a', vcpus=2, memory_mib=512)]),
+          vms=dict(a=dict(min_memory='2GiB', max_memory=1024))),
+     'a: min_memory_mib 2048 is above max_memory_mib 1024 in kvm_hotplug_vms'),
+])
+def test_malformed_plan_input_is_one_line_naming_it(capsys, args, words):
+    args = dict(dict(facts=dict(host=dict(cpus=8, memory_mib=8192), vms=[])), **args)
+    result, failed = run_main(rebalance_plan.main, args, capsys)
+    assert failed and words in result['msg'] and '\n' not in result['msg'], result
+
+
+def test_a_target_without_a_name_is_refused(host, capsys):
+    doms = host(web=2)
+    result, failed = run_main(rebalance_apply.main, dict(targets=[dict(vcpus=1)]), capsys)
+    assert failed and result['msg'] == "every target needs the name of a domain, got {'vcpus': 1}", result
+    assert doms['web'].libvirt == {0, 1}
+
+
+def test_a_malformed_vcpus_off_is_refused_even_with_nothing_to_do(host, capsys):
+    doms = host(web=2)
+    result, failed = run_main(rebalance_apply.main, dict(targets=[dict(name='web', vcpus=2, vcpus_off=['../0'])]),
+                              capsys)
+    assert failed and result['msg'].startswith("target web vcpus_off: vCPU '../0' is not"), result
+    assert doms['web'].libvirt == {0, 1}
