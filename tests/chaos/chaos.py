@@ -32,6 +32,9 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+# one count of a guest's QEMU processes, shared with the integration targets (all lab hosts share the pid namespace)
+sys.path.insert(0, os.path.join(REPO, 'tests', 'integration', 'targets', 'domain_migrate', 'files'))
+from observe import qemu_processes  # noqa: E402  pylint: disable=wrong-import-position
 LAB_STATE = '/var/lib/kvm-hotplug-lab'
 LAB_URI = 'qemu:///system'
 LABCTL = os.path.join(REPO, 'tests', 'lab', 'labctl')
@@ -201,17 +204,22 @@ def labctl(*args, timeout=240):
     return proc.stdout
 
 
-def guest_online_vcpus(uri, name, timeout=5):
-    """The guest agent's count of online CPUs (guest-get-vcpus), or None when it does not answer."""
+def _agent_online_count(uri, name, command, timeout):
+    """How many entries of the guest agent's answer to COMMAND are online, or None when it does not answer."""
     conn = open_uri(uri)
     try:
         dom = conn.lookupByName(name)
-        answer = json.loads(libvirt_qemu.qemuAgentCommand(dom, '{"execute": "guest-get-vcpus"}', timeout, 0))
-        return sum(1 for cpu in answer['return'] if cpu.get('online'))
+        answer = json.loads(libvirt_qemu.qemuAgentCommand(dom, json.dumps({'execute': command}), timeout, 0))
+        return sum(1 for entry in answer['return'] if entry.get('online'))
     except libvirt.libvirtError:
         return None
     finally:
         conn.close()
+
+
+def guest_online_vcpus(uri, name, timeout=5):
+    """The guest agent's count of online CPUs (guest-get-vcpus), or None when it does not answer."""
+    return _agent_online_count(uri, name, 'guest-get-vcpus', timeout)
 
 
 def libvirt_vcpus(uri, name):
@@ -525,22 +533,6 @@ def restart_libvirtd(host):
     open_uri(fleet_hosts()[host]['uri'], timeout=60).close()
 
 
-def qemu_processes(name):
-    """How many QEMU processes run guest NAME on this machine (all lab hosts share the pid namespace)."""
-    count = 0
-    for pid in os.listdir('/proc'):
-        if not pid.isdigit():
-            continue
-        try:
-            with open('/proc/%s/cmdline' % pid, 'rb') as f:
-                argv = f.read().split(b'\0')
-        except OSError:
-            continue
-        if argv and b'qemu-system' in argv[0] and any(a.startswith(b'guest=%s,' % name.encode()) for a in argv):
-            count += 1
-    return count
-
-
 def fleet_guests_check(expected, wait=30):
     """Each fleet guest runs on exactly one host, with one QEMU process; waits for a restarted daemon's cleanup."""
     deadline = time.monotonic() + wait
@@ -555,15 +547,7 @@ def fleet_guests_check(expected, wait=30):
 
 def guest_memory_blocks(uri, name, timeout=5):
     """The guest agent's count of online memory blocks (guest-get-memory-blocks), or None."""
-    conn = open_uri(uri)
-    try:
-        dom = conn.lookupByName(name)
-        answer = json.loads(libvirt_qemu.qemuAgentCommand(dom, '{"execute": "guest-get-memory-blocks"}', timeout, 0))
-        return sum(1 for block in answer['return'] if block.get('online'))
-    except libvirt.libvirtError:
-        return None
-    finally:
-        conn.close()
+    return _agent_online_count(uri, name, 'guest-get-memory-blocks', timeout)
 
 
 def live_memory_mib(uri, name):
