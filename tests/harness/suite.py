@@ -215,6 +215,18 @@ def run_docs():
     return 1 if problems else 0
 
 
+def run_summary(name, title, unit, results):
+    """Log [(run, problems, seconds)] under TITLE and count them as part NAME of the summary (no run fails it)."""
+    log('%s:' % title)
+    for run, problems, seconds in results:
+        log('  %-28s %s  (%.0f s)' % (run, 'passed' if not problems else 'FAILED', seconds))
+        for line in problems:
+            log('      ' + line)
+    failures = [(run, problems[:5]) for run, problems, _s in results if problems]
+    return dict(name=name, unit=unit, ran=len(results), passed=len(results) - len(failures),
+                failed=len(failures), code=1 if failures or not results else 0, failures=failures)
+
+
 def run_awx(playbooks=None):
     """Each shipped playbook as an AWX job template runs it: ansible-runner in a private data directory."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -236,14 +248,7 @@ def run_awx(playbooks=None):
         except (OSError, RuntimeError, ValueError, KeyError) as exc:
             problems = ['%s: %s' % (type(exc).__name__, exc)]
         results.append((playbook, problems, time.time() - started))
-    log('AWX jobs:')
-    for playbook, problems, seconds in results:
-        log('  %-28s %s  (%.0f s)' % (playbook, 'passed' if not problems else 'FAILED', seconds))
-        for line in problems:
-            log('      ' + line)
-    failures = [(playbook, problems[:5]) for playbook, problems, _s in results if problems]
-    return dict(name='awx', unit='playbooks as jobs', ran=len(results), passed=len(results) - len(failures),
-                failed=len(failures), code=1 if failures or not results else 0, failures=failures)
+    return run_summary('awx', 'AWX jobs', 'playbooks as jobs', results)
 
 
 def molecule_scenarios(tree):
@@ -284,14 +289,7 @@ def run_eda():
     prepare_tree()
     scratch = tempfile.mkdtemp(prefix='eda-', dir=COLLECTION_ROOT)
     results = eda.run(COLLECTION_ROOT, scratch, log)
-    log('rulebook runs:')
-    for name, problems, seconds in results:
-        log('  %-28s %s  (%.0f s)' % (name, 'passed' if not problems else 'FAILED', seconds))
-        for line in problems:
-            log('      ' + line)
-    failures = [(name, problems[:5]) for name, problems, _s in results if problems]
-    return dict(name='eda', unit='rulebook runs', ran=len(results), passed=len(results) - len(failures),
-                failed=len(failures), code=1 if failures or not results else 0, failures=failures)
+    return run_summary('eda', 'rulebook runs', 'rulebook runs', results)
 
 
 def integration_targets():
